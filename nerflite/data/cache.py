@@ -53,6 +53,12 @@ class Pool:
             self._inside = inside_indices(masks.cpu())  # sampling happens on the CPU
         return self._inside
 
+    def pixel_words(self) -> Tensor:
+        """``pixels`` with one element per pixel ([t] int32 for RGBA), for fast gathers."""
+        if self.pixels.shape[1] == 4:
+            return self.pixels.view(torch.int32).view(-1)
+        return self.pixels
+
     def share_memory_(self) -> Pool:
         for t in (self.pixels, self.masks, self._inside):
             if t is not None and t.device.type == "cpu":

@@ -37,9 +37,10 @@ def sample_regions(
         raise ValueError("cannot sample from empty regions")
     flat = torch.randint(0, total, (n,), generator=gen)  # [n]
     img = torch.searchsorted(ends, flat, right=True)  # [n]
-    r = flat - (ends - counts)[img]  # [n] offset inside the rectangle
-    wi = w[img]
-    return img, y0[img] + r // wi, x0[img] + r % wi
+    sel = lambda t: t.index_select(0, img)  # noqa: E731  (faster than t[img] for small tables)
+    r = flat - sel(ends - counts)  # [n] offset inside the rectangle
+    wi = sel(w)
+    return img, sel(y0) + r // wi, sel(x0) + r % wi
 
 
 def sample_uniform(
@@ -132,8 +133,8 @@ def sample_masked(
         parts.append(j + torch.searchsorted(before, j, right=True))
     flat = torch.cat(parts)  # [n]
     img = torch.searchsorted(ends, flat, right=True)
-    r = flat - (ends - sizes)[img]
-    wi = widths[img]
+    r = flat - (ends - sizes).index_select(0, img)
+    wi = widths.index_select(0, img)
     return img, r // wi, r % wi
 
 

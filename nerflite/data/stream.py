@@ -84,20 +84,20 @@ def gather_batch(
     masks; ``indices`` [n, 3] (view, y, x). Rays are float32, on the pool's device.
     """
     cameras = scene.cameras if cameras is None else cameras
-    flat = pool.offsets[img] + y * pool.widths[img] + x  # [n]
-    view = pool.ids[img]
+    flat = pool.offsets.index_select(0, img) + y * pool.widths.index_select(0, img) + x  # [n]
+    view = pool.ids.index_select(0, img)
     device = pool.pixels.device
     if device.type != "cpu":
         flat, view, y, x = torch.stack([flat, view, y, x]).to(device, non_blocking=True).unbind(0)
-    px = pool.pixels[flat]  # [n, c] uint8
+    px = pool.pixel_words().index_select(0, flat).view(torch.uint8).view(-1, pool.pixels.shape[1])  # [n, c]
     rgb = px[:, :3].float().mul_(1.0 / 255.0)  # [n, 3]
     if px.shape[1] == 4:
         alpha = px[:, 3:].float().mul_(1.0 / 255.0)  # [n, 1]
-        bg = torch.tensor(scene.background, dtype=torch.float32, device=device)
+        bg = torch.tensor(scene.background, dtype=torch.float32).to(device)
         rgb = rgb * alpha + bg * (1.0 - alpha)
     batch = {"rgb": rgb, "indices": torch.stack([view, y, x], -1)}
     if pool.masks is not None:
-        batch["mask"] = pool.masks[flat].float().unsqueeze(-1)  # [n, 1]
+        batch["mask"] = pool.masks.index_select(0, flat).float().unsqueeze(-1)  # [n, 1]
     rays = generate_rays(cameras, view, y, x, near=scene.near, far=scene.far)
     if scene.ndc:
         rays = ndc_rays(rays, float(cameras.fx[0]), float(cameras.fy[0]), int(cameras.width[0]),
