@@ -34,6 +34,7 @@ from torch.utils.data import DataLoader, IterableDataset, get_worker_info
 
 from nerflite.cameras import generate_rays, ndc_rays
 from nerflite.data.cache import ImageCache, Pool
+from nerflite.data.chunks import SharedChunks
 from nerflite.data.samplers import PixelSampler
 from nerflite.data.scene import DatasetError, Scene
 from nerflite.rays import RayBundle
@@ -131,16 +132,26 @@ class BatchBuilder:
         self.cameras = scene.cameras.to(cache.device)
         self._pool_key: tuple | None = None
         self._pool: Pool | None = None
+        self.shared: SharedChunks | None = None  # set in data workers of the disk and compressed caches
+        self.worker = 0
 
     def pool_for(self, k: int) -> Pool:
-        views = chunk_views(self.seed, self.rank, k // self.chunk_reuse, self.cache.train_ids,
-                            self.images_per_chunk)
-        key = ("all",) if views is None else tuple(views)
+        chunk = k // self.chunk_reuse
+        views = chunk_views(self.seed, self.rank, chunk, self.cache.train_ids, self.images_per_chunk)
+        key = ("all",) if views is None else (chunk,)
         if key != self._pool_key:
             self._pool = None  # release the previous chunk before decoding the next
-            self._pool = self.cache.pool(views)
+            if self.shared is not None and views is not None:
+                self._pool = self.shared.pool(chunk, views, self.worker)
+            else:
+                self._pool = self.cache.pool(views)
             self._pool_key = key
         return self._pool
+
+    def shares_chunks(self, workers: int) -> bool:
+        """Whether ``workers`` processes decode each chunk together (see ``nerflite.data.chunks``)."""
+        chunked = self.images_per_chunk is not None and self.images_per_chunk < len(self.cache.train_ids)
+        return workers > 0 and chunked and self.cache.full is None and self.chunk_reuse >= workers
 
     def build(self, k: int) -> tuple[RayBundle, dict[str, Tensor]]:
         pool = self.pool_for(k)
@@ -188,9 +199,14 @@ class SlotRing:
 
     def read(self, slot: int, extras: dict | None, pin: bool = False) -> tuple[Tensor, Tensor, dict | None]:
         """Copy a slot out (into pinned memory when ``pin``): ``floats, ints, extras``."""
-        f = torch.empty_like(self.floats[slot], pin_memory=pin).copy_(self.floats[slot])
-        i = torch.empty_like(self.ints[slot], pin_memory=pin).copy_(self.ints[slot])
-        return f, i, extras
+        out = []
+        for ring in (self.floats, self.ints):
+            t = torch.empty_like(ring[slot], pin_memory=pin)
+            # numpy copies in this thread: a torch copy this size would wake the intra-op thread pool,
+            # whose spinning threads take the cores the workers need
+            t.numpy()[:] = ring[slot].numpy()
+            out.append(t)
+        return out[0], out[1], extras
 
     def unpack(self, floats: Tensor, ints: Tensor, extras: dict | None) -> tuple[RayBundle, dict]:
         parts = {"rays": {}, "batch": {}}
@@ -205,14 +221,15 @@ class SlotRing:
 class _WorkerStream(IterableDataset):
     """What each DataLoader worker runs: batches ``start + w, start + w + W, ...`` into the ring."""
 
-    def __init__(self, builder: BatchBuilder, ring: SlotRing, start: int):
-        self.builder, self.ring, self.start = builder, ring, start
+    def __init__(self, builder: BatchBuilder, ring: SlotRing, start: int, shared: SharedChunks | None):
+        self.builder, self.ring, self.start, self.shared = builder, ring, start, shared
 
     def __iter__(self):
         info = get_worker_info()
         workers, wid = (info.num_workers, info.id) if info is not None else (1, 0)
         cpus = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
         self.builder.cache.threads = max(1, cpus // workers)  # decode threads per worker
+        self.builder.shared, self.builder.worker = self.shared, wid
         k = self.start + wid
         while True:
             try:
@@ -237,8 +254,12 @@ class BatchStream:
             prefetch = max(1, prefetch)
             has_mask = builder.scene.has_masks
             self.ring = SlotRing(prefetch * workers + 2, builder.n, has_mask)
+            shared = None
+            if builder.shares_chunks(workers):
+                first_chunk = start // builder.chunk_reuse
+                shared = SharedChunks(builder.cache, builder.images_per_chunk, workers, first_chunk, timeout)
             loader = DataLoader(
-                _WorkerStream(builder, self.ring, start),
+                _WorkerStream(builder, self.ring, start, shared),
                 batch_size=None,
                 num_workers=workers,
                 prefetch_factor=prefetch,
