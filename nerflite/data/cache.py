@@ -15,6 +15,7 @@ y * width[i] + x]`` is pixel (y, x) of pool image i. Images of different sizes a
 
 from __future__ import annotations
 
+import os
 from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
@@ -23,11 +24,31 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from nerflite.data.images import decode_image, decode_mask, read_bytes, read_image, read_mask
+from nerflite.data.images import decode_image, decode_mask, read_image, read_mask
 from nerflite.data.samplers import inside_indices
-from nerflite.data.scene import Scene
+from nerflite.data.scene import DatasetError, Scene
 
 CACHE_MODES = ("ram", "compressed", "disk", "device")
+
+
+def file_size(path) -> int:
+    try:
+        return os.stat(path).st_size
+    except FileNotFoundError:
+        raise DatasetError(path, "image file is missing") from None
+    except OSError as e:
+        raise DatasetError(path, f"cannot read image file ({e.strerror or e})") from None
+
+
+def read_into(path, out: np.ndarray) -> None:
+    """Read the whole file into ``out`` (uint8, exactly the file's size)."""
+    try:
+        with open(path, "rb") as f:
+            got = f.readinto(memoryview(out))
+    except OSError as e:
+        raise DatasetError(path, f"cannot read image file ({e.strerror or e})") from None
+    if got != out.shape[0]:
+        raise DatasetError(path, "image file changed size while being read")
 
 
 @dataclass
@@ -185,14 +206,21 @@ class ImageCache:
         paths = [(v, self.scene.image_paths[v], self.enc_offsets) for v in self.train_ids]
         if self.scene.has_masks:
             paths += [(v, self.scene.mask_paths[v], self.mask_offsets) for v in self.train_ids]
-        with ThreadPoolExecutor(max(1, self.threads)) as ex:
-            blobs = list(ex.map(lambda p: read_bytes(p[1]), paths))
-        self.encoded = torch.empty(sum(len(b) for b in blobs), dtype=torch.uint8).share_memory_()
+        sizes = [file_size(p) for _, p, _ in paths]
+        self.encoded = torch.empty(sum(sizes), dtype=torch.uint8).share_memory_()
+        buffer = self.encoded.numpy()
         o = 0
-        for (view, _, table), blob in zip(paths, blobs):
-            self.encoded[o : o + len(blob)].copy_(torch.frombuffer(bytearray(blob), dtype=torch.uint8))
-            table[view] = (o, len(blob))
-            o += len(blob)
+        for (view, _, table), n in zip(paths, sizes):
+            table[view] = (o, n)
+            o += n
+
+        def read(job) -> None:  # straight from the file into the shared tensor, no extra copy
+            view, path, table = job
+            o, n = table[view]
+            read_into(path, buffer[o : o + n])
+
+        with ThreadPoolExecutor(max(1, self.threads)) as ex:
+            list(ex.map(read, paths))
 
     # -- pools -------------------------------------------------------------------------------
     def pool(self, ids: Sequence[int] | None) -> Pool:
