@@ -1,0 +1,64 @@
+"""Tiny hand-made datasets in each file format, for parser and inspector tests.
+
+Each builder writes a few small PNGs and the camera file of its format from cameras given in
+nerflite's convention, so tests can compare what the parser returns with what went in.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import cv2
+import numpy as np
+
+
+def write_png(path: Path, width: int, height: int, channels: int = 3, value: int = 128) -> Path:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    img = np.full((height, width, channels), value, np.uint8)
+    img[: height // 2, : width // 2] = 255 - value  # some structure
+    assert cv2.imwrite(str(path), img)
+    return path
+
+
+def look_at_opencv(eye, target=(0.0, 0.0, 0.0), up=(0.0, 0.0, 1.0)) -> np.ndarray:
+    """OpenCV c2w [3, 4] looking from ``eye`` at ``target``."""
+    eye, target, up = (np.asarray(v, np.float64) for v in (eye, target, up))
+    z = (target - eye) / np.linalg.norm(target - eye)
+    x = np.cross(z, up)
+    x /= np.linalg.norm(x)
+    y = np.cross(z, x)
+    return np.stack([x, y, z, eye], 1)
+
+
+def ring_eyes(n: int, radius: float = 4.0, height: float = 1.5) -> list[np.ndarray]:
+    return [
+        np.array([radius * np.cos(a), radius * np.sin(a), height])
+        for a in np.linspace(0, 2 * np.pi, n, endpoint=False)
+    ]
+
+
+def opencv_to_opengl_4x4(c2w: np.ndarray) -> list[list[float]]:
+    m = np.eye(4)
+    m[:3, :4] = c2w
+    m[:3, 1:3] *= -1
+    return m.tolist()
+
+
+def make_blender(root: Path, n=4, width=16, height=12, angle_x=0.8, splits=("train",), rgba=True,
+                 ext_in_json=False) -> dict:
+    """transforms_{split}.json with ``n`` views each on a ring around the origin (Blender z up)."""
+    root.mkdir(parents=True, exist_ok=True)
+    out = {}
+    for split in splits:
+        frames = []
+        for i, eye in enumerate(ring_eyes(n)):
+            write_png(root / split / f"r_{i}.png", width, height, 4 if rgba else 3)
+            frames.append({
+                "file_path": f"./{split}/r_{i}" + (".png" if ext_in_json else ""),
+                "transform_matrix": opencv_to_opengl_4x4(look_at_opencv(eye)),
+            })
+        meta = {"camera_angle_x": angle_x, "frames": frames}
+        (root / f"transforms_{split}.json").write_text(json.dumps(meta))
+        out[split] = meta
+    return out
