@@ -62,3 +62,43 @@ def make_blender(root: Path, n=4, width=16, height=12, angle_x=0.8, splits=("tra
         (root / f"transforms_{split}.json").write_text(json.dumps(meta))
         out[split] = meta
     return out
+
+
+def make_llff(root: Path, c2w_cv: list[np.ndarray], width=64, height=48, focal=50.0, bounds=(2.0, 10.0),
+              folders=None) -> np.ndarray:
+    """poses_bounds.npy from OpenCV cameras, recorded at ``width`` x ``height``; ``folders`` maps
+    a folder name to its image size (default: ``images/`` at full size). Returns the array."""
+    folders = folders or {"images": (width, height)}
+    rows = []
+    for c2w in c2w_cv:
+        x, y, z, t = c2w[:, 0], c2w[:, 1], c2w[:, 2], c2w[:, 3]
+        pose = np.stack([y, x, -z, t, [height, width, focal]], axis=1)  # [down, right, back, t, hwf]
+        rows.append(np.concatenate([pose.reshape(-1), bounds]))
+    arr = np.array(rows)
+    root.mkdir(parents=True, exist_ok=True)
+    np.save(root / "poses_bounds.npy", arr)
+    for name, (w, h) in folders.items():
+        for i in range(len(c2w_cv)):
+            write_png(root / name / f"IMG_{i:04d}.png", w, h)
+    return arr
+
+
+def make_neus(root: Path, K: np.ndarray, c2w_scene: list[np.ndarray], scale_mat: np.ndarray,
+              width=40, height=30, n_masks=None, name="cameras_sphere.npz") -> None:
+    """A NeuS dataset whose cameras, in the normalised frame, are ``c2w_scene`` (OpenCV) with
+    intrinsics ``K`` in nerflite's +0.5 pixel-centre convention."""
+    K_file = K.copy()
+    K_file[:2, 2] -= 0.5  # the format puts pixel centres at integers
+    K4 = np.eye(4)
+    K4[:3, :3] = K_file
+    mats = {}
+    for i, c2w in enumerate(c2w_scene):
+        w2c = np.eye(4)
+        w2c[:3, :3] = c2w[:, :3].T
+        w2c[:3, 3] = -c2w[:, :3].T @ c2w[:, 3]
+        mats[f"world_mat_{i}"] = 3.7 * K4 @ w2c @ np.linalg.inv(scale_mat)  # any overall scale
+        mats[f"scale_mat_{i}"] = scale_mat
+        write_png(root / "image" / f"{i:06d}.png", width, height)
+    for i in range(len(c2w_scene) if n_masks is None else n_masks):
+        write_png(root / "mask" / f"{i:03d}.png", width, height, value=255)
+    np.savez(root / name, **mats)
