@@ -269,7 +269,7 @@ def test_llff_bad_inputs_name_the_file(tmp_path, case):
 
 # ----------------------------------------------------------------------------- NeuS / DTU
 
-K_TRUE = np.array([[100.0, 0.0, 21.0], [0.0, 110.0, 14.5], [0.0, 0.0, 1.0]])
+K_TRUE = np.array([[100.0, 0.0, 21.0], [0.0, 102.0, 14.5], [0.0, 0.0, 1.0]])
 SCALE_MAT = np.array([[50.0, 0, 0, 3.0], [0, 50.0, 0, -2.0], [0, 0, 50.0, 600.0], [0, 0, 0, 1]])
 
 
@@ -285,7 +285,7 @@ def test_neus_projection_decomposes_back_to_k_r_t(tmp_path):
     c = scene.cameras
     assert scene.format == "neus" and len(scene) == 5 and scene.has_masks
     torch.testing.assert_close(c.fx, torch.full((5,), 100.0))
-    torch.testing.assert_close(c.fy, torch.full((5,), 110.0))
+    torch.testing.assert_close(c.fy, torch.full((5,), 102.0))
     torch.testing.assert_close(c.cx, torch.full((5,), 21.0))  # file's 20.5 + 0.5
     torch.testing.assert_close(c.cy, torch.full((5,), 14.5))
     torch.testing.assert_close(c.c2w, torch.tensor(np.stack(cams), dtype=torch.float32), atol=1e-5, rtol=0)
