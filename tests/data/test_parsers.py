@@ -94,6 +94,33 @@ def test_blender_single_transforms_json_with_pixel_intrinsics(tmp_path):
     assert cams.width.tolist() == [20, 10]
 
 
+def test_blender_masks_distortion_and_rotation_repair(tmp_path):
+    c2w = look_at_opencv([0.0, -4.0, 1.0])
+    scaled = np.array(opencv_to_opengl_4x4(c2w))
+    scaled[:3, :3] *= 1.01  # a slightly scaled rotation: repaired with a note
+    frames = [
+        {"file_path": "images/a", "mask_path": "masks/a.png", "transform_matrix": scaled.tolist()},
+        {"file_path": "images/b", "mask_path": "masks/b.png", "transform_matrix": opencv_to_opengl_4x4(c2w)},
+    ]
+    meta = {"camera_angle_x": 0.8, "k1": 0.1, "frames": frames}
+    (tmp_path / "transforms.json").write_text(json.dumps(meta))
+    for name in "ab":
+        write_png(tmp_path / "images" / f"{name}.png", 16, 12)
+        write_png(tmp_path / "masks" / f"{name}.png", 16, 12)
+    # naming the camera file instead of its folder works too
+    scene = load_scene(DatasetConfig(path=str(tmp_path / "transforms.json"), holdout=0))
+    assert [p.name for p in scene.mask_paths] == ["a.png", "b.png"]
+    torch.testing.assert_close(scene.cameras.c2w[0], scene.cameras.c2w[1])
+    notes = " ".join(scene.metadata["warnings"])
+    assert "k1" in notes and "not orthonormal" in notes
+    mirrored = np.array(opencv_to_opengl_4x4(c2w))
+    mirrored[:3, 0] *= -1
+    frames[1]["transform_matrix"] = mirrored.tolist()
+    (tmp_path / "transforms.json").write_text(json.dumps(meta))
+    with pytest.raises(DatasetError, match="transforms.json: camera 1: rotation is a reflection"):
+        load_scene(DatasetConfig(path=str(tmp_path)))
+
+
 def test_blender_bounds_follow_scale_of_small_captures(tmp_path):
     make_blender(tmp_path, n=4)
     for p in tmp_path.glob("transforms_*.json"):  # shrink the capture: cameras ~1 unit away

@@ -7,7 +7,7 @@ its camera files and image headers and returns a ``Scene`` in nerflite's one cam
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 from nerflite.data.scene import DatasetError, Scene
@@ -58,13 +58,16 @@ def load_scene(cfg: DatasetConfig) -> Scene:
     """Parse the dataset that ``cfg`` names into a Scene (cameras, image paths, splits, bounds)."""
     if not cfg.path:
         raise DatasetError("<dataset.path>", "no dataset path given")
+    root = Path(cfg.path)
+    if root.is_file() and (root.name.startswith("transforms") or root.suffix in (".npy", ".npz")):
+        root = root.parent  # a camera file was named instead of its folder
+        cfg = replace(cfg, path=str(root))
     fmt = cfg.format.lower()
     if fmt == "auto":
-        fmt = detect_format(cfg.path, cfg.cameras_file)
+        fmt = detect_format(root, cfg.cameras_file)
     elif fmt not in FORMATS:
         expected = ", ".join(("auto",) + FORMATS)
         raise DatasetError(cfg.path, f"unknown dataset format {cfg.format!r} (expected {expected})")
-    root = Path(cfg.path)
     if not root.is_dir():
         problem = "dataset path is not a folder" if root.exists() else "dataset folder does not exist"
         raise DatasetError(root, problem)

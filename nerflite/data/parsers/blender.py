@@ -31,6 +31,7 @@ from nerflite.cameras import opengl_to_opencv
 from nerflite.data.images import image_size
 from nerflite.data.parsers.common import (
     IMAGE_EXTENSIONS,
+    clean_rotations,
     holdout_splits,
     make_cameras,
     orbit_path,
@@ -42,6 +43,7 @@ if TYPE_CHECKING:
     from nerflite.data.parsers import DatasetConfig
 
 SPLITS = ("train", "val", "test")
+DISTORTION_KEYS = ("k1", "k2", "k3", "k4", "p1", "p2")
 CLASSIC_NEAR, CLASSIC_FAR = 2.0, 6.0
 
 
@@ -126,6 +128,8 @@ def load_blender(cfg: DatasetConfig) -> Scene:
         raise DatasetError(root / "transforms_train.json", "missing (and no transforms.json)")
 
     paths, fx, fy, cx, cy, widths, heights, poses = [], [], [], [], [], [], [], []
+    mask_paths: list[Path | None] = []
+    notes: list[str] = []
     split_idx: dict[str, list[int]] = {}
     for split, json_path in present.items():
         meta = read_transforms(json_path)
@@ -141,11 +145,20 @@ def load_blender(cfg: DatasetConfig) -> Scene:
             intr = frame_intrinsics(meta, frame, w, h, json_path, i)
             w2, h2 = scaled_size(w, h, cfg.downscale)
             sx, sy = w2 / w, h2 / h
+            mask = frame.get("mask_path")
+            mask_paths.append(resolve_image(root, mask, json_path) if mask else None)
+            distortion = [k for k in DISTORTION_KEYS if abs(float(frame.get(k, meta.get(k)) or 0.0)) > 1e-9]
+            if distortion and not any("distortion" in n for n in notes):
+                notes.append(f"{json_path.name}: lens distortion ({', '.join(distortion)}) is not modelled: "
+                             "undistort the images first")
             split_idx[split].append(len(paths))
             paths.append(image)
             fx.append(intr[0] * sx), fy.append(intr[1] * sy), cx.append(intr[2] * sx), cy.append(intr[3] * sy)
             widths.append(w2), heights.append(h2), poses.append(pose)
 
+    if any(mask_paths) and not all(mask_paths):
+        with_mask = sum(map(bool, mask_paths))
+        notes.append(f"only {with_mask} of {len(paths)} frames have a mask_path: masks ignored")
     if set(split_idx) == {"train"}:  # train only: hold out every Nth view
         splits = holdout_splits(len(paths), cfg.holdout)
     else:
@@ -154,10 +167,11 @@ def load_blender(cfg: DatasetConfig) -> Scene:
         splits["val"] = val
         splits["test"] = split_idx.get("test") or val
 
-    c2w = opengl_to_opencv(torch.from_numpy(np.stack(poses))).numpy()  # [n, 3, 4] the one conversion
+    source = next(iter(present.values())) if len(present) == 1 else root
+    c2w = clean_rotations(np.stack(poses), source, notes)
+    c2w = opengl_to_opencv(torch.from_numpy(c2w)).numpy()  # [n, 3, 4] the one axis conversion
     center = np.zeros(3)
     dist = np.linalg.norm(c2w[:, :, 3] - center, axis=-1)
-    notes = []
     near = CLASSIC_NEAR if cfg.near is None else float(cfg.near)
     far = CLASSIC_FAR if cfg.far is None else float(cfg.far)
     radius = min(float(dist.min()) - near, far - float(dist.max()))
@@ -176,6 +190,7 @@ def load_blender(cfg: DatasetConfig) -> Scene:
         image_paths=paths,
         cameras=make_cameras(fx, fy, cx, cy, widths, heights, c2w),
         splits=splits,
+        mask_paths=[m for m in mask_paths if m is not None] if all(mask_paths) else None,
         near=near,
         far=far,
         background=background,

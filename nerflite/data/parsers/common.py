@@ -69,6 +69,26 @@ def make_cameras(
     )
 
 
+def clean_rotations(c2w: np.ndarray, source: Path, notes: list[str]) -> np.ndarray:
+    """Camera-to-worlds [n, 3, 4] with exactly orthonormal rotations (nearest rotation by SVD).
+
+    Rotations that carry a scale or shear are repaired with a note; a reflection (det < 0) means
+    the file uses another handedness and is an error.
+    """
+    R = c2w[:, :, :3]
+    det = np.linalg.det(R)
+    if (det <= 0).any():
+        i = int(np.flatnonzero(det <= 0)[0])
+        raise DatasetError(source, f"camera {i}: rotation is a reflection (det {det[i]:.3g}), not a rotation")
+    u, _, vt = np.linalg.svd(R)
+    nearest = u @ vt  # [n, 3, 3]
+    err = np.abs(nearest - R).max(axis=(1, 2))
+    if err.max() > 1e-3:
+        notes.append(f"{source.name}: {int((err > 1e-3).sum())} camera rotations were not orthonormal "
+                     f"(up to {err.max():.2g} off); replaced by the nearest rotation")
+    return np.concatenate([nearest, c2w[:, :, 3:]], axis=2)
+
+
 def normalize(v: np.ndarray) -> np.ndarray:
     return v / np.linalg.norm(v, axis=-1, keepdims=True)
 

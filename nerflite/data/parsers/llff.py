@@ -33,6 +33,7 @@ import torch
 from nerflite.cameras import opengl_to_opencv
 from nerflite.data.images import image_size
 from nerflite.data.parsers.common import (
+    clean_rotations,
     focus_point,
     holdout_splits,
     list_images,
@@ -180,6 +181,7 @@ def load_llff(cfg: DatasetConfig) -> Scene:
 
     # 1. [down, right, back] -> [right, up, back]
     c2w = np.concatenate([poses[:, :, 1:2], -poses[:, :, 0:1], poses[:, :, 2:4]], axis=2)  # [n, 3, 4]
+    c2w = clean_rotations(c2w, pb_path, notes)
     # 2. rescale, 3. recentre, 4. spherify; each step also applied to scene_from_world
     scale = 1.0 / (bounds.min() * cfg.bd_factor) if cfg.bd_factor > 0 else 1.0
     scene_from_world = np.diag([scale, scale, scale, 1.0])
