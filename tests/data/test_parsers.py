@@ -117,7 +117,7 @@ def test_blender_masks_distortion_and_rotation_repair(tmp_path):
     mirrored[:3, 0] *= -1
     frames[1]["transform_matrix"] = mirrored.tolist()
     (tmp_path / "transforms.json").write_text(json.dumps(meta))
-    with pytest.raises(DatasetError, match="transforms.json: camera 1: rotation is a reflection"):
+    with pytest.raises(DatasetError, match="transforms.json: camera 1: rotation has determinant -1"):
         load_scene(DatasetConfig(path=str(tmp_path)))
 
 
@@ -163,6 +163,8 @@ BLENDER_BREAKS = {
     "no focal": (_json('{"frames": [{"file_path": "train/r_0", "transform_matrix": ' + EYE + "}]}"),
                  "", "focal"),
     "not an image": (lambda r: (r / "train" / "r_2.png").write_bytes(b"not a png"), "r_2.png", "header"),
+    "zero angle": (_json('{"camera_angle_x": 0, "frames": [{"file_path": "train/r_0", "transform_matrix": '
+                         + EYE + "}]}"), "", "field of view"),
 }
 
 
@@ -349,6 +351,8 @@ NEUS_BREAKS = {
     "not npz": (lambda r: (r / "cameras_sphere.npz").write_bytes(b"PK\x03\x04junk"), "cameras_sphere.npz",
                 "cannot read"),
     "no image dir": (lambda r: (r / "image").rename(r / "pictures"), "image", "missing"),
+    "singular": (lambda r: np.savez(r / "cameras_sphere.npz", world_mat_0=np.zeros((4, 4))), "cameras_sphere.npz",
+                 "singular"),
     "missing image": (lambda r: (r / "image" / "000001.png").write_bytes(b""), "000001.png", "header"),
 }
 

@@ -10,6 +10,8 @@ from __future__ import annotations
 from dataclasses import dataclass, replace
 from pathlib import Path
 
+import torch
+
 from nerflite.data.scene import DatasetError, Scene
 
 FORMATS = ("blender", "llff", "neus")
@@ -83,6 +85,8 @@ def load_scene(cfg: DatasetConfig) -> Scene:
     else:
         from nerflite.data.parsers.neus import load_neus as load
     scene = load(cfg)
+    if not torch.isfinite(scene.cameras.c2w).all():
+        raise DatasetError(root, "camera poses are degenerate (NaN after normalisation)")
     if cfg.near is not None and not scene.ndc:
         scene.near = float(cfg.near)
     if cfg.far is not None and not scene.ndc:

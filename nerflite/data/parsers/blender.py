@@ -79,18 +79,24 @@ def resolve_image(root: Path, file_path: str, json_path: Path) -> Path:
 
 def frame_intrinsics(meta: dict, frame: dict, width: int, height: int, json_path: Path, i: int) -> tuple:
     """(fx, fy, cx, cy) in pixels of the image on disk (``width`` x ``height``)."""
-    get = lambda key: frame.get(key, meta.get(key))  # noqa: E731
+    try:
+        return _intrinsics(lambda key: frame.get(key, meta.get(key)), width, height, json_path, i)
+    except (TypeError, ValueError, ZeroDivisionError):
+        raise DatasetError(json_path, f"frame {i}: intrinsics are not valid numbers") from None
+
+
+def _intrinsics(get, width: int, height: int, json_path: Path, i: int) -> tuple:
     # the size the intrinsics refer to: explicit w/h when given, else the image itself
     ref_w, ref_h = float(get("w") or width), float(get("h") or height)
     fx = fy = None
     if get("fl_x") is not None:
         fx = float(get("fl_x"))
     elif get("camera_angle_x") is not None:
-        fx = ref_w / 2.0 / math.tan(float(get("camera_angle_x")) / 2.0)
+        fx = ref_w / 2.0 / _tan_half(float(get("camera_angle_x")), json_path, i)
     if get("fl_y") is not None:
         fy = float(get("fl_y"))
     elif get("camera_angle_y") is not None:
-        fy = ref_h / 2.0 / math.tan(float(get("camera_angle_y")) / 2.0)
+        fy = ref_h / 2.0 / _tan_half(float(get("camera_angle_y")), json_path, i)
     if fx is None and fy is None:
         raise DatasetError(json_path, f"frame {i} has no focal length (camera_angle_x or fl_x)")
     fx = fy if fx is None else fx
@@ -101,6 +107,12 @@ def frame_intrinsics(meta: dict, frame: dict, width: int, height: int, json_path
         raise DatasetError(json_path, f"frame {i} has invalid intrinsics fx={fx} fy={fy} cx={cx} cy={cy}")
     sx, sy = width / ref_w, height / ref_h  # images stored at another size than the recorded w/h
     return fx * sx, fy * sy, cx * sx, cy * sy
+
+
+def _tan_half(angle: float, json_path: Path, i: int) -> float:
+    if not 0.0 < angle < math.pi:
+        raise DatasetError(json_path, f"frame {i}: field of view {angle} is not between 0 and pi radians")
+    return math.tan(angle / 2.0)
 
 
 def frame_pose(frame: dict, json_path: Path, i: int) -> np.ndarray:

@@ -72,14 +72,14 @@ def make_cameras(
 def clean_rotations(c2w: np.ndarray, source: Path, notes: list[str]) -> np.ndarray:
     """Camera-to-worlds [n, 3, 4] with exactly orthonormal rotations (nearest rotation by SVD).
 
-    Rotations that carry a scale or shear are repaired with a note; a reflection (det < 0) means
-    the file uses another handedness and is an error.
+    Rotations that carry a scale or shear are repaired with a note; a reflection (det < 0: the file
+    uses another handedness) or a degenerate matrix is an error.
     """
     R = c2w[:, :, :3]
     det = np.linalg.det(R)
     if (det <= 0).any():
         i = int(np.flatnonzero(det <= 0)[0])
-        raise DatasetError(source, f"camera {i}: rotation is a reflection (det {det[i]:.3g}), not a rotation")
+        raise DatasetError(source, f"camera {i}: rotation has determinant {det[i]:.3g}, not +1")
     u, _, vt = np.linalg.svd(R)
     nearest = u @ vt  # [n, 3, 3]
     err = np.abs(nearest - R).max(axis=(1, 2))

@@ -103,7 +103,10 @@ def load_neus(cfg: DatasetConfig) -> Scene:
     for i, image in enumerate(images):
         world = camera_matrix(cams, f"world_mat_{i}", cam_path, n)
         scale = camera_matrix(cams, f"scale_mat_{i}", cam_path, n) if f"scale_mat_{i}" in cams else scale_0
-        K, R, center = decompose_projection((world @ scale)[:3, :4])
+        P = (world @ scale)[:3, :4]
+        if not np.linalg.cond(P[:, :3]) < 1e10:  # also catches NaN / inf
+            raise DatasetError(cam_path, f"world_mat_{i} @ scale_mat_{i} is singular (not a camera)")
+        K, R, center = decompose_projection(P)
         if abs(K[0, 1]) > 1e-3 * K[0, 0]:
             notes.append(f"view {i}: skew {K[0, 1]:.3g} px of the projection matrix is ignored")
         w, h = image_size(image)
