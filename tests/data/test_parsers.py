@@ -351,8 +351,8 @@ NEUS_BREAKS = {
     "not npz": (lambda r: (r / "cameras_sphere.npz").write_bytes(b"PK\x03\x04junk"), "cameras_sphere.npz",
                 "cannot read"),
     "no image dir": (lambda r: (r / "image").rename(r / "pictures"), "image", "missing"),
-    "singular": (lambda r: np.savez(r / "cameras_sphere.npz", world_mat_0=np.zeros((4, 4))), "cameras_sphere.npz",
-                 "singular"),
+    "singular": (lambda r: np.savez(r / "cameras_sphere.npz", world_mat_0=np.zeros((4, 4))),
+                 "cameras_sphere.npz", "singular"),
     "missing image": (lambda r: (r / "image" / "000001.png").write_bytes(b""), "000001.png", "header"),
 }
 
