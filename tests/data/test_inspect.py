@@ -83,6 +83,16 @@ def test_inspect_warns_about_suspicious_data(tmp_path, capsys):
     assert "different sizes" in warnings and "WARNING" in out
 
 
+def test_inspect_warns_about_a_camera_facing_backwards_in_forward_facing_data(tmp_path, capsys):
+    rig = [forward_row(x) for x in np.linspace(-1, 1, 6)]
+    rig[4] = np.concatenate([np.diag([-1.0, -1.0, 1.0]), rig[4][:, 3:]], axis=1)  # turned around: looks +z
+    make_llff(tmp_path, rig)
+    code, out, _ = run_main(capsys, tmp_path, "--json")
+    warnings = last_json(out)["warnings"]
+    assert code == 0 and len(warnings) == 1
+    assert "do not look down -z" in warnings[0] and "views 4" in warnings[0]
+
+
 def _truncate(path: Path) -> None:
     data = path.read_bytes()
     path.write_bytes(data[: len(data) // 2])
