@@ -70,7 +70,7 @@ def test_blender_three_splits_and_file_names(tmp_path):
 
 def test_blender_downscale_scales_intrinsics(tmp_path):
     make_blender(tmp_path, n=2, width=16, height=12, angle_x=0.8)
-    scene = load_scene(DatasetConfig(path=str(tmp_path), downscale=2, background=[0, 0, 0]))
+    scene = load_scene(tmp_path, downscale=2, background=[0, 0, 0])
     torch.testing.assert_close(scene.cameras.fx, torch.full((2,), 4.0 / math.tan(0.4)))
     torch.testing.assert_close(scene.cameras.cx, torch.full((2,), 4.0))
     assert scene.cameras.width.tolist() == [8, 8] and scene.cameras.height.tolist() == [6, 6]
