@@ -139,6 +139,23 @@ def test_blender_bounds_follow_scale_of_small_captures(tmp_path):
     assert scene.sphere_radius == pytest.approx(0.5, abs=1e-3) and scene.metadata["warnings"]
 
 
+def test_blender_single_file_capture_centred_on_its_focus(tmp_path):
+    target = np.array([5.0, -3.0, 2.0])
+    angles = np.linspace(0, 2 * np.pi, 6, endpoint=False)
+    eyes = [target + [4 * np.cos(a), 4 * np.sin(a), 0.5] for a in angles]
+    frames = []
+    for i, eye in enumerate(eyes):
+        write_png(tmp_path / "images" / f"{i}.png", 16, 12)
+        frames.append({"file_path": f"images/{i}.png",
+                       "transform_matrix": opencv_to_opengl_4x4(look_at_opencv(eye, target))})
+    (tmp_path / "transforms.json").write_text(json.dumps({"camera_angle_x": 0.8, "frames": frames}))
+    scene = load_scene(tmp_path)
+    torch.testing.assert_close(scene.sphere_center, torch.tensor(target, dtype=torch.float32))
+    assert (scene.near, scene.far) == (2.0, 6.0) and scene.metadata["warnings"] == []
+    orbit = scene.render_c2w[:, :, 3] - scene.sphere_center
+    torch.testing.assert_close(orbit.norm(dim=-1), torch.full((120,), math.hypot(4, 0.5)))
+
+
 def test_blender_render_path_orbits_and_looks_at_centre(tmp_path):
     make_blender(tmp_path, n=8)
     scene = load_scene(DatasetConfig(path=str(tmp_path), render_frames=10))
@@ -311,6 +328,11 @@ def test_neus_projection_decomposes_back_to_k_r_t(tmp_path):
     assert scene.sphere_radius == 1.0 and scene.near == pytest.approx(math.hypot(3, 0.5) - 1)
     assert scene.far == pytest.approx(math.hypot(3, 0.5) + 1)
     assert [p.name for p in scene.mask_paths][:2] == ["000.png", "001.png"]
+    # the views cover 2 radians of azimuth: the default path sweeps that arc, never the back
+    centres = scene.render_c2w[:, :, 3].double()
+    azimuth = torch.atan2(centres[:, 2], centres[:, 0])
+    assert azimuth.min() >= -1.0 - 1e-4 and azimuth.max() <= 1.0 + 1e-4
+    assert azimuth.max() - azimuth.min() > 1.9
     half = load_scene(DatasetConfig(path=str(tmp_path), downscale=2))
     torch.testing.assert_close(half.cameras.cx, torch.full((5,), 10.5))
     assert half.cameras.width.tolist() == [20] * 5 and half.splits["test"] == [0]
