@@ -286,3 +286,58 @@ def test_disk_memory_stays_bounded_on_a_replicated_dataset(tmp_path):
     assert dm.cache.nbytes() == 0
     assert grown < 64, f"disk mode grew by {grown:.0f} MB over 120 chunks"
     dm.close()
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("name", ["lego", "fern", "dtu_scan65"])
+def test_real_datasets_through_the_parsers(shared_data, name):
+    from nerflite.data.images import read_image, read_mask
+    from nerflite.data.parsers import DatasetConfig, load_scene
+
+    scene = load_scene(DatasetConfig(path=str(shared_data(name))))
+    dm = DataManager(scene, DataManagerConfig(rays_per_batch=512, cache="disk", workers=2, seed=1), "cpu")
+    try:
+        for step in range(3):
+            rays, batch = dm.next_train(step)
+            assert len(rays) == 512 and batch["rgb"].shape == (512, 3)
+            assert float(batch["rgb"].min()) >= 0.0 and float(batch["rgb"].max()) <= 1.0
+            assert ("mask" in batch) == scene.has_masks
+        idx = batch["indices"][:16]
+        c = scene.cameras
+        world = generate_rays(c, idx[:, 0], idx[:, 1], idx[:, 2], scene.near, scene.far)
+        if scene.ndc:
+            ref = ndc_rays(world, float(c.fx[0]), float(c.fy[0]), int(c.width[0]), int(c.height[0]))
+            torch.testing.assert_close(rays.origins[:16], ref.origins.float(), atol=1e-5, rtol=1e-5)
+        else:
+            xy, _ = project(c, idx[:, 0], rays.points(torch.full((512, 1), 1.0))[:16, 0].to(c.fx.dtype))
+            torch.testing.assert_close(xy.float(), idx[:, [2, 1]].float() + 0.5, atol=2e-2, rtol=0)
+        for (v, y, x), rgb in zip(idx.tolist(), batch["rgb"][:16]):
+            size = (int(c.width[v]), int(c.height[v]))
+            px = torch.from_numpy(read_image(scene.image_paths[v], size)[y, x].astype("float32")) / 255
+            if px.shape[0] == 4:
+                px = px[:3] * px[3] + torch.tensor(scene.background) * (1 - px[3])
+            torch.testing.assert_close(rgb, px, atol=1e-5, rtol=0)
+        if scene.has_masks:
+            v, y, x = idx[0].tolist()
+            size = (int(c.width[v]), int(c.height[v]))
+            assert bool(batch["mask"][0, 0]) == bool(read_mask(scene.mask_paths[v], size)[y, x])
+        view, rays, batch = dm.next_eval_image(0)
+        h, w = batch["image_hw"]
+        assert (h, w) == (int(c.height[view]), int(c.width[view])) and batch["rgb"].shape == (h * w, 3)
+    finally:
+        dm.close()
+
+
+@pytest.mark.slow
+def test_real_lego_every_cache_mode_gives_the_same_batches(shared_data):
+    from nerflite.data.parsers import DatasetConfig, load_scene
+
+    scene = load_scene(DatasetConfig(path=str(shared_data("lego"))))
+    ref = None
+    for cache, workers in (("ram", 2), ("compressed", 1), ("disk", 2), ("device", 0)):
+        cfg = DataManagerConfig(rays_per_batch=1024, cache=cache, workers=workers, images_per_chunk=4, chunk_reuse=2)
+        dm = DataManager(scene, cfg, "cpu")
+        got = _batches(dm, range(5))
+        dm.close()
+        ref = ref or got
+        assert all(_same(a, b) for a, b in zip(ref, got)), cache
