@@ -341,3 +341,32 @@ def test_real_lego_every_cache_mode_gives_the_same_batches(shared_data):
         dm.close()
         ref = ref or got
         assert all(_same(a, b) for a, b in zip(ref, got)), cache
+
+
+def add_pixel_centres(rays, batch):
+    """A custom ray processor (module level, so it pickles into workers)."""
+    idx = batch["indices"]
+    rays.extras["pixel_xy"] = idx[:, [2, 1]].float() + 0.5  # [n, 2]
+    batch["weight"] = torch.ones(len(rays), 1)
+    return rays, batch
+
+
+def test_custom_ray_processor_runs_in_the_workers_and_its_extras_arrive(tmp_path):
+    scene = tiny_scene(tmp_path)
+    dm = DataManager(scene, _cfg(workers=2), "cpu", custom_ray_processor=add_pixel_centres)
+    rays, batch = dm.next_train(1)
+    dm.close()
+    torch.testing.assert_close(rays.extras["pixel_xy"], batch["indices"][:, [2, 1]].float() + 0.5)
+    assert batch["weight"].shape == (64, 1)
+    assert len(rays[:5].extras["pixel_xy"]) == 5
+
+
+def test_an_unexpected_step_restarts_the_stream_there(tmp_path):
+    scene = tiny_scene(tmp_path)
+    dm = DataManager(scene, _cfg(cache="disk", workers=2), "cpu")
+    _batches(dm, range(3))
+    jumped = dm.next_train(10)
+    fresh = DataManager(scene, _cfg(cache="disk", workers=0), "cpu")
+    assert _same(jumped, fresh.next_train(10))
+    assert dm.state_dict()["next_step"] == 11
+    dm.close()
