@@ -24,6 +24,7 @@ import multiprocessing
 import os
 import time
 from collections.abc import Sequence
+from concurrent.futures import ThreadPoolExecutor
 
 import psutil
 import torch
@@ -94,6 +95,20 @@ class SharedChunks:
         heights, widths = heights[idx].long(), widths[idx].long()
         sizes = heights * widths
         offsets = torch.cumsum(sizes, 0) - sizes
+        threads = max(1, min(self.cache.threads, len(views)))
+        if threads == 1:
+            self._decode_share(b, chunk, views, offsets, sizes)
+        else:  # fewer workers than cores: each worker decodes with several threads (OpenCV frees the GIL)
+            with ThreadPoolExecutor(threads) as ex:
+                for job in [ex.submit(self._decode_share, b, chunk, views, offsets, sizes) for _ in range(threads)]:
+                    job.result()
+        return Pool(
+            ids=idx, heights=heights, widths=widths, offsets=offsets, pixels=self.pixels[b],
+            masks=self.masks[b].view(torch.bool) if self.masks is not None else None,
+        )
+
+    def _decode_share(self, b: int, chunk: int, views: Sequence[int], offsets, sizes) -> None:
+        """Claim and decode images of the chunk in buffer ``b`` until every image is done."""
         state = self.state[b]
         done = lambda: bool((state[: len(views)] == _DONE).all())  # noqa: E731
         while True:  # claim and decode images until every image of the chunk is done
@@ -117,7 +132,3 @@ class SharedChunks:
                 state[i] = _TODO  # a worker waiting for this image decodes it again and reports the error too
                 raise
             state[i] = _DONE
-        return Pool(
-            ids=idx, heights=heights, widths=widths, offsets=offsets, pixels=self.pixels[b],
-            masks=self.masks[b].view(torch.bool) if self.masks is not None else None,
-        )
