@@ -103,6 +103,9 @@ class DataManager:
             scene, self.cache, self.sampler, config.rays_per_batch, config.seed, rank, per_chunk,
             config.chunk_reuse, custom_ray_processor,
         )
+        if self.sampler.uses_masks and self.cache.full is not None and not self.builder.chunked:
+            self.cache.full.inside()  # the mask's pixel list, computed once and shared by the workers
+            self.cache.full.share_memory_()
         self.eval_cameras = scene.cameras.to(self.cache.device)
         self._pin = self.device.type == "cuda"
         self._stream: BatchStream | None = None
