@@ -145,7 +145,7 @@ def test_gt_points_lie_on_the_true_surface(scenes, fmt):
         obj = torch.from_numpy(np.asarray(v["part"])) < len(parts)
         assert 0 < int(obj.sum()) < len(pts)
         canon = canon[obj]
-    assert len(canon) > 5000
+    assert len(canon) > 1000
     # float32 in the file: 1e-4 is far above its rounding and far below any geometric error
     assert union_sdf(parts, canon).abs().max() < 1e-4
 

@@ -36,7 +36,8 @@ DEFAULT_VIEWS = {
     "neus": 32,
 }  # blender: training views (val, test: views // 8 each)
 DEFAULT_SIZE = 80  # image width in pixels
-N_POINTS = 20000  # ground-truth surface points on the object (about; the LLFF wall adds its share)
+# ground-truth surface points, uniform over the whole surface (LLFF: about 1/7 of them on the object)
+N_POINTS = {"blender": 20000, "llff": 60000, "neus": 20000}
 CORR_PER_VIEW = 200  # ground-truth correspondences per chosen view
 WALL_Y = 1.4  # LLFF: the wall's front face (canonical y)
 LLFF_DISTANCE = 3.2  # LLFF: cameras in the plane y = -LLFF_DISTANCE
@@ -174,9 +175,7 @@ def generate(
         corr_views = sorted({0, views // 3, (2 * views) // 3})
 
     # ground truth, in the dataset's world frame
-    # N_POINTS on the object; the LLFF wall gets the same density (uniform over the whole surface)
-    n_points = round(N_POINTS * sum(p.area for p in parts) / sum(p.area for p in object_parts()))
-    pts, nrm, part = sample_surface(parts, n_points, gen)
+    pts, nrm, part = sample_surface(parts, N_POINTS[format], gen)  # uniform over the whole surface
     writers.write_points_ply(
         out / "gt_points.ply", frame.points(pts), frame.vectors(nrm), part, [p.name for p in parts]
     )

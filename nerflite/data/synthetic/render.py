@@ -11,7 +11,6 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 import torch
-import torch.nn.functional as F
 from torch import Tensor
 
 from nerflite.cameras import Cameras, generate_rays
@@ -32,22 +31,32 @@ def sphere_trace(
     """March each ray by the SDF value until it is within ``eps`` of the surface or past ``t_far``.
 
     origins, directions (unit) [n, 3]; t_near, t_far [n]. Returns depths ``t`` [n] and ``hit`` [n].
-    Only the rays still marching are evaluated at each step. Steps are at least ``min_step`` so
-    that rays grazing a surface do not stall; a ray that steps into the surface stops there
+    Finished rays leave the working set whenever half of it has finished. Steps are at least
+    ``min_step`` so that rays grazing a surface do not stall; a ray that steps into the surface stops there
     (negative SDF) and ``refine`` steps of ``t += sdf`` (which converge from either side for an
     exact SDF) then bring each hit back onto the surface.
     """
     t = t_near.clone()
     hit = torch.zeros_like(t, dtype=torch.bool)
-    idx = torch.nonzero(t_near < t_far).squeeze(-1)  # rays still marching
+    idx = torch.nonzero(t_near < t_far).squeeze(-1)  # the rays in the working set  [k]
+    o, d, tk, far = origins[idx], directions[idx], t[idx], t_far[idx]  # compacted working set
+    run = torch.ones_like(tk, dtype=torch.bool)  # still marching
+    hk = torch.zeros_like(run)
     for _ in range(max_steps):
         if idx.numel() == 0:
             break
-        s = sdf(origins[idx] + t[idx, None] * directions[idx])  # [k]
-        done = s < eps
-        t[idx] = t[idx] + torch.where(done, s, s.clamp(min=min_step))
-        hit[idx[done]] = True
-        idx = idx[~done & (t[idx] < t_far[idx])]
+        s = sdf(o + tk[:, None] * d)  # [k]
+        done = run & (s < eps)
+        tk = torch.where(run, tk + torch.where(done, s, s.clamp(min=min_step)), tk)
+        hk |= done
+        run &= ~done & (tk < far)
+        n_run = int(run.sum())
+        if n_run < len(run) // 2 or n_run == 0:  # compact the working set (cheaper than gathering every step)
+            t[idx], hit[idx] = tk, hk
+            idx, o, d, tk, far = idx[run], o[run], d[run], tk[run], far[run]
+            hk = torch.zeros_like(tk, dtype=torch.bool)
+            run = torch.ones_like(hk)
+    t[idx], hit[idx] = tk, hk | hit[idx]
     idx = torch.nonzero(hit).squeeze(-1)
     for _ in range(refine):
         t[idx] = t[idx] + sdf(origins[idx] + t[idx, None] * directions[idx])
@@ -86,7 +95,7 @@ def cast(
     min_step: float = 0.0,
     refine: int = 0,
     max_steps: int = 300,
-    chunk: int = 1 << 17,
+    chunk: int = 1 << 19,
 ) -> Hits:
     """Trace the rays through pixels ``(y, x)`` of views ``cam_idx`` (integer y, x: pixel centres).
 
@@ -119,19 +128,17 @@ class Rendering:
 
 
 def _edges(hit: Tensor, part: Tensor, zdepth: Tensor) -> Tensor:
-    """Pixels [v, h, w] next to a silhouette, a part boundary or a depth jump (3x3 neighbourhood)."""
-
-    def spread(a: Tensor) -> tuple[Tensor, Tensor]:
-        a = a[:, None].double()
-        hi = F.max_pool2d(F.pad(a, (1, 1, 1, 1), mode="replicate"), 3, stride=1)[:, 0]
-        lo = -F.max_pool2d(F.pad(-a, (1, 1, 1, 1), mode="replicate"), 3, stride=1)[:, 0]
-        return hi, lo
-
-    h_hi, h_lo = spread(hit)
-    p_hi, p_lo = spread(part)
+    """Pixels [v, h, w] on either side of a silhouette, a part boundary or a depth jump (4-neighbours)."""
     z = torch.where(hit, zdepth, torch.full_like(zdepth, 1e6))
-    z_hi, z_lo = spread(z)
-    return (h_hi != h_lo) | (p_hi != p_lo) | (z_hi > 1.03 * z_lo)
+    edge = torch.zeros_like(hit)
+    for dim in (1, 2):  # rows, then columns: compare each pixel with the next one
+        n = hit.shape[dim] - 1
+        pairs = [(t.narrow(dim, 0, n), t.narrow(dim, 1, n)) for t in (hit, part, z)]
+        (ha, hb), (pa, pb), (za, zb) = pairs
+        jump = (ha != hb) | (pa != pb) | (torch.maximum(za, zb) > 1.03 * torch.minimum(za, zb))
+        edge.narrow(dim, 0, n).logical_or_(jump)
+        edge.narrow(dim, 1, n).logical_or_(jump)
+    return edge
 
 
 def render_views(
@@ -152,9 +159,8 @@ def render_views(
     )
     v, h, w = len(cams), int(cams.height[0]), int(cams.width[0])
     ci, yy, xx = torch.meshgrid(torch.arange(v), torch.arange(h), torch.arange(w), indexing="ij")
-    hits = cast(
-        parts, cams, ci.reshape(-1), yy.reshape(-1), xx.reshape(-1), bound, far, eps=1e-4, min_step=5e-4
-    )
+    # 1e-3 (canonical units) is under 1/20 pixel at these sizes; hits are then refined onto the surface
+    hits = cast(parts, cams, ci.reshape(-1), yy.reshape(-1), xx.reshape(-1), bound, far, 1e-3, 2e-3, refine=3)
     rgb = torch.zeros(v * h * w, 3)
     part = torch.full((v * h * w,), -1, dtype=torch.int64)
     rgb[hits.hit], part[hits.hit] = shade(parts, hits.points[hits.hit], 1e-3)
@@ -171,7 +177,7 @@ def render_views(
         sub_y = (yy.reshape(-1)[sel, None].float() + oy).reshape(-1)  # [k*s*s]
         sub_x = (xx.reshape(-1)[sel, None].float() + ox).reshape(-1)
         sub_c = ci.reshape(-1)[sel, None].expand(-1, ss).reshape(-1)
-        sub = cast(parts, cams, sub_c, sub_y, sub_x, bound, far, eps=1e-4, min_step=5e-4)
+        sub = cast(parts, cams, sub_c, sub_y, sub_x, bound, far, 1e-3, 2e-3, refine=3)
         sub_rgb = torch.zeros(sub_c.shape[0], 3)
         sub_rgb[sub.hit] = shade(parts, sub.points[sub.hit], 1e-3)[0]
         cover = sub.hit.float().reshape(-1, ss)  # [k, s*s]
