@@ -17,6 +17,7 @@ motion and a scale (so recentring and rescaling matter), NeuS a scale and an off
 from __future__ import annotations
 
 import math
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -61,9 +62,7 @@ class Similarity:
         c2w = cams.c2w.double()
         R = self.rotation @ c2w[:, :, :3]
         t = self.points(c2w[:, :, 3])
-        return Cameras(
-            cams.fx, cams.fy, cams.cx, cams.cy, cams.width, cams.height, torch.cat([R, t[:, :, None]], -1)
-        )
+        return Cameras(cams.fx, cams.fy, cams.cx, cams.cy, cams.width, cams.height, torch.cat([R, t[:, :, None]], -1))
 
     def matrix(self) -> np.ndarray:
         m = np.eye(4)
@@ -84,13 +83,9 @@ def file_frame(format: str) -> Similarity:
     if format == "blender":
         return Similarity(1.0, torch.eye(3, dtype=torch.float64), torch.zeros(3, dtype=torch.float64))
     if format == "llff":
-        return Similarity(
-            1.7, _axis_angle((1.0, 2.0, 3.0), 0.6), torch.tensor([0.8, -2.0, 0.5], dtype=torch.float64)
-        )
+        return Similarity(1.7, _axis_angle((1.0, 2.0, 3.0), 0.6), torch.tensor([0.8, -2.0, 0.5], dtype=torch.float64))
     if format == "neus":
-        return Similarity(
-            2.5, torch.eye(3, dtype=torch.float64), torch.tensor([0.6, -0.4, 1.3], dtype=torch.float64)
-        )
+        return Similarity(2.5, torch.eye(3, dtype=torch.float64), torch.tensor([0.6, -0.4, 1.3], dtype=torch.float64))
     raise ValueError(f"unknown format {format!r}; expected one of {FORMATS}")
 
 
@@ -114,14 +109,33 @@ def _rgba(r) -> np.ndarray:
     return writers.to_uint8(torch.cat([r.rgb, r.alpha[..., None]], -1))
 
 
-def generate(
-    format: str, out: str | Path, views: int | None = None, size: int | None = None, seed: int = 0
-) -> Path:
+@contextmanager
+def _one_thread():
+    """Run torch single-threaded inside the block, restoring the caller's setting afterwards.
+
+    Tracing runs thousands of small elementwise kernels; intra-op threads only add synchronisation,
+    and on a busy 2-core machine waiting for a descheduled thread made generation ten times slower
+    (about 1 s for a default scene on one thread, 10 s on two, measured under load).
+    """
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(before)
+
+
+def generate(format: str, out: str | Path, views: int | None = None, size: int | None = None, seed: int = 0) -> Path:
     """Render the synthetic scene and write it as a ``format`` dataset in ``out``; returns ``out``.
 
     ``views``: number of views (Blender: training views, plus views // 8 (at least 2) for each of
     val and test); ``size``: image width in pixels; ``seed``: camera jitter and sample draws.
     """
+    with _one_thread():
+        return _write(format, out, views, size, seed)
+
+
+def _write(format: str, out: str | Path, views: int | None, size: int | None, seed: int) -> Path:
     if format not in FORMATS:
         raise ValueError(f"unknown format {format!r}; expected one of {FORMATS}")
     views = DEFAULT_VIEWS[format] if views is None else int(views)

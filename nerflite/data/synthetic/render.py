@@ -184,9 +184,7 @@ def render_views(
         total = sub_rgb.reshape(-1, ss, 3).sum(1)  # [k, 3]
         n_cov = cover.sum(-1)
         alpha[sel] = n_cov / ss
-        rgb[sel] = torch.where(
-            n_cov[:, None] > 0, total / n_cov.clamp(min=1)[:, None], torch.zeros_like(total)
-        )
+        rgb[sel] = torch.where(n_cov[:, None] > 0, total / n_cov.clamp(min=1)[:, None], torch.zeros_like(total))
     return Rendering(rgb.reshape(v, h, w, 3).clamp(0, 1), alpha.reshape(v, h, w), zdepth, hit)
 
 

@@ -26,9 +26,7 @@ def look_at(eye: Tensor, target: Tensor, up: tuple = (0.0, 0.0, 1.0)) -> Tensor:
     return torch.stack([right, down, fwd, eye], dim=-1)  # [n, 3, 4]
 
 
-def intrinsics(
-    n: int, width: int, height: int, fx: float, fy: float, cx: float, cy: float, c2w: Tensor
-) -> Cameras:
+def intrinsics(n: int, width: int, height: int, fx: float, fy: float, cx: float, cy: float, c2w: Tensor) -> Cameras:
     full = lambda v: torch.full((n,), float(v), dtype=torch.float64)  # noqa: E731
     return Cameras(
         fx=full(fx),
@@ -53,9 +51,7 @@ def orbit(n: int, radius: float, elevation_deg: tuple[float, float], gen: torch.
     lo, hi = (math.radians(e) for e in elevation_deg)
     frac = (torch.arange(n, dtype=torch.float64) * GOLDEN + float(torch.rand((), generator=gen))) % 1.0
     el = lo + (hi - lo) * frac
-    eye = radius * torch.stack(
-        [torch.cos(el) * torch.cos(az), torch.cos(el) * torch.sin(az), torch.sin(el)], -1
-    )
+    eye = radius * torch.stack([torch.cos(el) * torch.cos(az), torch.cos(el) * torch.sin(az), torch.sin(el)], -1)
     return look_at(eye, torch.zeros(3, dtype=torch.float64))
 
 

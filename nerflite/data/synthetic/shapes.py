@@ -84,18 +84,14 @@ def sample_box(n: int, gen: torch.Generator, center: Tensor, rot: Tensor, half: 
     return q @ rot.T + center  # [n, 3]
 
 
-def sample_torus(
-    n: int, gen: torch.Generator, center: Tensor, rot: Tensor, major: float, minor: float
-) -> Tensor:
+def sample_torus(n: int, gen: torch.Generator, center: Tensor, rot: Tensor, major: float, minor: float) -> Tensor:
     """Uniform on a torus: the tube angle is drawn by rejection with density ~ (R + r cos v)."""
     out = []
     count = 0
     while count < n:
         u = torch.rand(2 * n, generator=gen, dtype=torch.float64) * 2 * math.pi
         v = torch.rand(2 * n, generator=gen, dtype=torch.float64) * 2 * math.pi
-        keep = torch.rand(2 * n, generator=gen, dtype=torch.float64) * (
-            major + minor
-        ) < major + minor * torch.cos(v)
+        keep = torch.rand(2 * n, generator=gen, dtype=torch.float64) * (major + minor) < major + minor * torch.cos(v)
         u, v = u[keep], v[keep]
         ring = major + minor * torch.cos(v)
         out.append(torch.stack([ring * torch.cos(u), ring * torch.sin(u), minor * torch.sin(v)], -1))
@@ -104,9 +100,7 @@ def sample_torus(
     return q @ rot.T + center
 
 
-def sample_box_face(
-    n: int, gen: torch.Generator, center: Tensor, rot: Tensor, half: Tensor, axis: int, sign: float
-):
+def sample_box_face(n: int, gen: torch.Generator, center: Tensor, rot: Tensor, half: Tensor, axis: int, sign: float):
     """Uniform on one face of a box (the wall's visible front)."""
     q = (torch.rand(n, 3, generator=gen, dtype=torch.float64) * 2 - 1) * half
     q[:, axis] = sign * half[axis]
@@ -202,9 +196,7 @@ def wall_part(y_front: float, half_x: float, half_z: float, thickness: float = 0
     eye = torch.eye(3, dtype=torch.float64)
 
     def albedo(p):
-        return _mix(
-            (0.55, 0.5, 0.45), (0.25, 0.35, 0.45), _soft(torch.sin(p[:, 0] * 7.0) * torch.sin(p[:, 2] * 7.0))
-        )
+        return _mix((0.55, 0.5, 0.45), (0.25, 0.35, 0.45), _soft(torch.sin(p[:, 0] * 7.0) * torch.sin(p[:, 2] * 7.0)))
 
     return Part(
         "wall",

@@ -108,15 +108,11 @@ def dtu_world_mats(cameras: Cameras) -> np.ndarray:
     return P.numpy()
 
 
-def write_neus(
-    out: Path, cameras: Cameras, rgb: np.ndarray, mask: np.ndarray, scale_mat: np.ndarray
-) -> list[str]:
+def write_neus(out: Path, cameras: Cameras, rgb: np.ndarray, mask: np.ndarray, scale_mat: np.ndarray) -> list[str]:
     """Write ``cameras_sphere.npz``, ``image/000000.png`` ... and ``mask/000.png`` ... (0/255)."""
     h, w = rgb.shape[1:3]
     world = dtu_world_mats(cameras)
-    cam = np.array(
-        [[2.0 / w, 0, -1, 0], [0, 2.0 / h, -1, 0], [0, 0, 1, 0], [0, 0, 0, 1]]
-    )  # pixels -> [-1, 1]
+    cam = np.array([[2.0 / w, 0, -1, 0], [0, 2.0 / h, -1, 0], [0, 0, 1, 0], [0, 0, 0, 1]])  # pixels -> [-1, 1]
     mats = {}
     for i in range(len(cameras)):
         mats[f"world_mat_{i}"], mats[f"world_mat_inv_{i}"] = world[i], np.linalg.inv(world[i])
@@ -131,9 +127,7 @@ def write_neus(
     return names
 
 
-def write_points_ply(
-    path: Path, points: Tensor, normals: Tensor, part: Tensor, part_names: list[str]
-) -> None:
+def write_points_ply(path: Path, points: Tensor, normals: Tensor, part: Tensor, part_names: list[str]) -> None:
     """Binary PLY point set: x, y, z, nx, ny, nz (float32) and ``part`` (uint8 index into part_names)."""
     dtype = [(k, "f4") for k in ("x", "y", "z", "nx", "ny", "nz")] + [("part", "u1")]
     v = np.empty(len(points), dtype=dtype)
