@@ -119,6 +119,13 @@ def cast(
     return Hits(torch.cat(out_p), torch.cat(out_h), torch.cat(out_z))
 
 
+def _with_dtype(cameras: Cameras, dtype: torch.dtype) -> Cameras:
+    """The same cameras with floating fields in ``dtype`` (which sets the tracing precision)."""
+    c = cameras
+    f = lambda t: t.to(dtype)  # noqa: E731
+    return Cameras(f(c.fx), f(c.fy), f(c.cx), f(c.cy), c.width, c.height, f(c.c2w))
+
+
 @dataclass
 class Rendering:
     rgb: Tensor  # [v, h, w, 3] float in [0, 1], straight (not premultiplied) colour, 0 where empty
@@ -150,13 +157,7 @@ def render_views(
     sub-pixel rays (light antialiasing): their alpha is the covered fraction, their colour the mean
     over covered sub-rays. Other pixels use the ray through their centre.
     """
-    cams = Cameras(
-        *(
-            getattr(cameras, k).float() if k not in ("width", "height") else getattr(cameras, k)
-            for k in ("fx", "fy", "cx", "cy", "width", "height")
-        ),
-        c2w=cameras.c2w.float(),
-    )
+    cams = _with_dtype(cameras, torch.float32)
     v, h, w = len(cams), int(cams.height[0]), int(cams.width[0])
     ci, yy, xx = torch.meshgrid(torch.arange(v), torch.arange(h), torch.arange(w), indexing="ij")
     # 1e-3 (canonical units) is under 1/20 pixel at these sizes; hits are then refined onto the surface
@@ -198,19 +199,14 @@ def correspondences(
     far: float,
     gen: torch.Generator,
 ) -> tuple[Tensor, Tensor, Tensor]:
-    """Surface points seen at pixel centres, traced again in float64 to within 1e-10 of the surface.
+    """Surface points seen in fully covered pixels, traced in float64 to within 1e-10 of the surface.
 
-    Picks up to ``per_view`` fully covered pixels (alpha 1) in each of ``views``. Returns view
-    indices [m], continuous pixel coordinates ``xy`` [m, 2] (the centre of pixel (y, x) is at
-    (x + 0.5, y + 0.5)) and the world points [m, 3] (canonical frame), all float64.
+    Picks up to ``per_view`` pixels of alpha 1 in each of ``views``: the first half are seen through
+    the pixel centres (pixel (y, x) at (x + 0.5, y + 0.5)), the rest through random points inside
+    the pixels. Returns view indices [m], continuous pixel coordinates ``xy`` [m, 2] and the world
+    points [m, 3] (canonical frame), all float64.
     """
-    cams = Cameras(
-        *(
-            getattr(cameras, k).double() if k not in ("width", "height") else getattr(cameras, k)
-            for k in ("fx", "fy", "cx", "cy", "width", "height")
-        ),
-        c2w=cameras.c2w.double(),
-    )
+    cams = _with_dtype(cameras, torch.float64)
     cis, ys, xs = [], [], []
     for vi in views:
         yx = torch.nonzero(rendering.alpha[vi] >= 1.0)  # [k, 2]
@@ -219,7 +215,9 @@ def correspondences(
         ys.append(yx[pick, 0])
         xs.append(yx[pick, 1])
     ci, y, x = torch.cat(cis), torch.cat(ys), torch.cat(xs)
-    hits = cast(parts, cams, ci, y, x, bound, far, eps=1e-7, min_step=1e-6, refine=100)
+    offset = torch.rand(len(ci), 2, generator=gen, dtype=torch.float64)  # [m, 2] inside the pixel
+    offset[: len(ci) // 2] = 0.5  # pixel centres
+    xy = torch.stack([x.double(), y.double()], -1) + offset  # [m, 2]
+    hits = cast(parts, cams, ci, xy[:, 1], xy[:, 0], bound, far, eps=1e-7, min_step=1e-6, refine=100)
     ok = hits.hit & (union_sdf(parts, hits.points).abs() < 1e-10)
-    xy = torch.stack([x.double() + 0.5, y.double() + 0.5], -1)
     return ci[ok], xy[ok], hits.points[ok]
