@@ -15,6 +15,7 @@ from nerflite.cameras import Cameras, project
 from nerflite.data.images import read_image, read_mask
 from nerflite.data.parsers import load_scene
 from nerflite.data.synthetic import FORMATS, file_frame, generate
+from nerflite.data.synthetic.__main__ import main as synthetic_main
 from nerflite.data.synthetic.render import ray_sphere, sphere_trace
 from nerflite.data.synthetic.shapes import (
     object_parts,
@@ -130,9 +131,7 @@ def test_surface_samples_lie_on_the_surface_uniformly():
     assert sdf_sphere(pts, _f64(0, 0, 0), 0.85).max() < 0  # the object fits in the 0.85 ball
     wall = wall_part(1.4, 2.0, 1.5)
     w = wall.sample(1000, g)
-    assert wall.sdf(w).abs().max() < 1e-12 and torch.allclose(
-        w[:, 1], torch.full((1000,), 1.4, dtype=torch.float64)
-    )
+    assert wall.sdf(w).abs().max() < 1e-12 and torch.allclose(w[:, 1], torch.full((1000,), 1.4, dtype=torch.float64))
 
 
 @pytest.mark.parametrize("fmt", FORMATS)
@@ -207,9 +206,7 @@ def test_neus_files(scenes):
     raw = np.unique(read_image(masks[0]))
     assert set(raw.tolist()) == {0, 255}
     mask = read_mask(masks[0])
-    outside = img[
-        ~mask
-    ]  # plain black background; antialiased edge pixels of coverage < 1/2 at most half bright
+    outside = img[~mask]  # plain black background; antialiased edge pixels of coverage < 1/2 at most half bright
     assert outside.max() <= 128 and (outside == 0).all(-1).mean() > 0.9
 
 
@@ -285,3 +282,18 @@ def test_gt_surface_projects_through_parsed_cameras(scenes, fmt, downscale):
     # exact conventions agree to rounding; a half-pixel convention slip would be 0.5 px off
     err = (xy.double() - torch.as_tensor(corr["xy"][keep])).abs().max()
     assert err < 0.01, f"{fmt}: parsed cameras are off by {float(err):.4f} px"
+
+
+def test_cli_writes_a_dataset_and_replaces_an_older_one(tmp_path, capsys):
+    out = tmp_path / "neus"
+    assert synthetic_main(["--format", "neus", "--out", str(out), "--views", "5", "--size", "16"]) == 0
+    assert synthetic_main(["--format", "neus", "--out", str(out), "--views", "3", "--size", "16"]) == 0
+    assert str(out) in capsys.readouterr().out
+    assert len(list((out / "image").iterdir())) == len(list((out / "mask").iterdir())) == 3
+    assert "world_mat_2" in np.load(out / "cameras_sphere.npz") and "world_mat_3" not in np.load(
+        out / "cameras_sphere.npz"
+    )
+    with pytest.raises(SystemExit):
+        synthetic_main(["--format", "colmap", "--out", str(out)])
+    with pytest.raises(ValueError, match="views"):
+        generate("llff", out, views=0)

@@ -17,6 +17,7 @@ motion and a scale (so recentring and rescaling matter), NeuS a scale and an off
 from __future__ import annotations
 
 import math
+import shutil
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -39,6 +40,7 @@ DEFAULT_VIEWS = {
 DEFAULT_SIZE = 80  # image width in pixels
 # ground-truth surface points, uniform over the whole surface (LLFF: about 1/7 of them on the object)
 N_POINTS = {"blender": 20000, "llff": 60000, "neus": 20000}
+IMAGE_FOLDERS = {"blender": ("train", "val", "test"), "llff": ("images", "images_2"), "neus": ("image", "mask")}
 CORR_PER_VIEW = 200  # ground-truth correspondences per chosen view
 WALL_Y = 1.4  # LLFF: the wall's front face (canonical y)
 LLFF_DISTANCE = 3.2  # LLFF: cameras in the plane y = -LLFF_DISTANCE
@@ -144,6 +146,8 @@ def _write(format: str, out: str | Path, views: int | None, size: int | None, se
         raise ValueError(f"need views >= 1 and size >= 8, got views={views}, size={size}")
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
+    for folder in IMAGE_FOLDERS[format]:  # images of an earlier run would not match the new cameras
+        shutil.rmtree(out / folder, ignore_errors=True)
     gen = torch.Generator().manual_seed(seed)
     frame = file_frame(format)
     parts = object_parts()
