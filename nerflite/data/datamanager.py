@@ -52,6 +52,25 @@ class DataManagerConfig:
 DISK_IMAGES_PER_CHUNK = 12
 
 
+def check_config(cfg: DataManagerConfig) -> None:
+    """Reject settings that cannot work, naming the key."""
+    problems = []
+    if cfg.rays_per_batch < 1:
+        problems.append(f"rays_per_batch must be >= 1, got {cfg.rays_per_batch}")
+    if cfg.workers < 0:
+        problems.append(f"workers must be >= 0, got {cfg.workers}")
+    if cfg.images_per_chunk is not None and cfg.images_per_chunk < 1:
+        problems.append(f"images_per_chunk must be >= 1 or None, got {cfg.images_per_chunk}")
+    if cfg.chunk_reuse < 1:
+        problems.append(f"chunk_reuse must be >= 1, got {cfg.chunk_reuse}")
+    if cfg.prefetch < 1:
+        problems.append(f"prefetch must be >= 1, got {cfg.prefetch}")
+    if not 0.0 < cfg.precrop_frac <= 1.0:
+        problems.append(f"precrop_frac must be in (0, 1], got {cfg.precrop_frac}")
+    if problems:
+        raise ValueError("datamanager config: " + "; ".join(problems))
+
+
 def eval_split(scene: Scene) -> list[int]:
     """``val`` if it has views, else ``test``, else ``train``."""
     for name in ("val", "test", "train"):
@@ -75,6 +94,7 @@ class DataManager:
         process. It may add per-ray tensors to ``ray_bundle.extras`` or new keys to ``batch`` (each
         with first dimension n). With workers it must be picklable (a module-level function or an
         instance of a module-level class) and so must everything it returns."""
+        check_config(config)
         self.scene, self.config = scene, config
         self.device = torch.device(device)
         self.rank, self.world_size = rank, world_size
@@ -208,6 +228,12 @@ class DataManager:
         if self._stream is not None:
             self._stream.close()
             self._stream = None
+
+    def __enter__(self) -> DataManager:
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
 
     def __del__(self) -> None:
         try:

@@ -431,3 +431,25 @@ def test_rays_of_a_whole_image_pass_through_the_true_surface_points(synthetic_sc
         assert float(off.norm(dim=-1).max()) < 1e-4 * float((pts - o).norm(dim=-1).max())
         checked += len(sel)
     assert checked >= 20
+
+
+def test_config_is_a_structured_omegaconf_schema_and_bad_values_name_the_key(tmp_path):
+    from omegaconf import OmegaConf
+
+    cfg = OmegaConf.structured(DataManagerConfig)
+    cfg.merge_with({"rays_per_batch": 32, "images_per_chunk": 2, "cache": "disk", "workers": 0})
+    with DataManager(tiny_scene(tmp_path), OmegaConf.to_object(cfg), "cpu") as dm:
+        assert dm.next_train(0)[1]["rgb"].shape == (32, 3)
+    with pytest.raises(ValueError, match="chunk_reuse"):
+        DataManager(tiny_scene(tmp_path / "b"), _cfg(chunk_reuse=0), "cpu")
+    with pytest.raises(ValueError, match="cache mode"):
+        DataManager(tiny_scene(tmp_path / "c"), _cfg(cache="gpu"), "cpu")
+
+
+def test_ram_cache_is_one_shared_uint8_copy(tmp_path):
+    scene = tiny_scene(tmp_path)
+    with DataManager(scene, _cfg(cache="ram", workers=2), "cpu") as dm:
+        pixels = dm.cache.full.pixels
+        assert pixels.dtype == torch.uint8 and pixels.is_shared()
+        assert dm.cache.nbytes() == len(scene.split("train")) * H * W * 4
+        dm.next_train(0)
