@@ -16,6 +16,7 @@ of the cache modes: ``docs/datamanager.md``.
 from __future__ import annotations
 
 import os
+import time
 from collections import OrderedDict
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -131,6 +132,7 @@ class DataManager:
         self._stream: BatchStream | None = None
         self._next_step = 0
         self._eval_pools: OrderedDict[int, Pool] = OrderedDict()
+        self.wait_s = 0.0  # seconds the training process spent inside next_train (log its share of a step)
 
     @property
     def rays_per_batch(self) -> int:
@@ -140,11 +142,14 @@ class DataManager:
     # -- training -----------------------------------------------------------------------------
     def next_train(self, step: int) -> tuple[RayBundle, dict[str, Tensor]]:
         """Training batch ``step`` on the device; restarts the stream when ``step`` is not the next one."""
+        start = time.perf_counter()
         if self._stream is None or step != self._stream.next_k:
             self._restart(step)
         rays, batch = self._stream.next(self.device)
         self._next_step = step + 1
-        return self._to_device(rays, batch)
+        out = self._to_device(rays, batch)
+        self.wait_s += time.perf_counter() - start
+        return out
 
     def _restart(self, step: int) -> None:
         if self._stream is not None:
