@@ -38,6 +38,7 @@ from nerflite.data.cache import ImageCache, Pool
 from nerflite.data.chunks import SharedChunks
 from nerflite.data.samplers import PixelSampler
 from nerflite.data.scene import DatasetError, Scene
+from nerflite.data.slots import SlotRing
 from nerflite.rays import RayBundle
 
 RayProcessor = Callable[[RayBundle, dict], tuple[RayBundle, dict]]
@@ -164,63 +165,6 @@ class BatchBuilder:
         inside = pool.inside() if self.sampler.uses_masks else None
         img, y, x = self.sampler(self.n, k, pool.heights, pool.widths, gen, inside)
         return gather_batch(self.scene, pool, img, y, x, self.cameras, self.processor)
-
-
-# -- transport: packed batches in shared-memory slots ---------------------------------------------
-_FLOAT_FIELDS = (("origins", 3), ("directions", 3), ("viewdirs", 3), ("near", 1), ("far", 1))
-
-
-class SlotRing:
-    """Shared-memory slots, each holding one packed batch: float32 and int64 blocks, one per field,
-    so every field unpacks to a contiguous view."""
-
-    def __init__(self, slots: int, n: int, has_mask: bool):
-        self.slots, self.n = slots, n
-        batch_fields = (("rgb", 3),) + ((("mask", 1),) if has_mask else ())
-        self.float_fields = [("rays", k, w) for k, w in _FLOAT_FIELDS]
-        self.float_fields += [("batch", k, w) for k, w in batch_fields]
-        self.int_fields = [("rays", "camera_indices", 1), ("batch", "indices", 3)]
-        nf = sum(w for _, _, w in self.float_fields) * n
-        ni = sum(w for _, _, w in self.int_fields) * n
-        self.floats = torch.empty(slots, nf, dtype=torch.float32).share_memory_()
-        self.ints = torch.empty(slots, ni, dtype=torch.int64).share_memory_()
-
-    def _views(self, flat: Tensor, fields) -> list[tuple[str, str, Tensor]]:
-        out, o = [], 0
-        for group, key, w in fields:
-            out.append((group, key, flat[o : o + self.n * w].view(self.n, w)))
-            o += self.n * w
-        return out
-
-    def write(self, slot: int, rays: RayBundle, batch: dict[str, Tensor]) -> dict | None:
-        """Pack a batch into ``slot``; returns what does not fit the layout (extras), or None."""
-        src = {"rays": rays.__dict__, "batch": batch}
-        for fields, flat in ((self.float_fields, self.floats[slot]), (self.int_fields, self.ints[slot])):
-            for group, key, view in self._views(flat, fields):
-                view.copy_(src[group][key])
-        known = {k for _, k, _ in self.float_fields + self.int_fields}
-        extra_batch = {k: v for k, v in batch.items() if k not in known}
-        return {"rays": rays.extras, "batch": extra_batch} if rays.extras or extra_batch else None
-
-    def read(self, slot: int, extras: dict | None, pin: bool = False) -> tuple[Tensor, Tensor, dict | None]:
-        """Copy a slot out (into pinned memory when ``pin``): ``floats, ints, extras``."""
-        out = []
-        for ring in (self.floats, self.ints):
-            t = torch.empty_like(ring[slot], pin_memory=pin)
-            # numpy copies in this thread: a torch copy this size would wake the intra-op thread pool,
-            # whose spinning threads take the cores the workers need
-            t.numpy()[:] = ring[slot].numpy()
-            out.append(t)
-        return out[0], out[1], extras
-
-    def unpack(self, floats: Tensor, ints: Tensor, extras: dict | None) -> tuple[RayBundle, dict]:
-        parts = {"rays": {}, "batch": {}}
-        for group, key, view in self._views(floats, self.float_fields) + self._views(ints, self.int_fields):
-            parts[group][key] = view
-        if extras is not None:
-            parts["batch"].update(extras["batch"])
-        rays = RayBundle(**parts["rays"], extras=dict(extras["rays"]) if extras else {})
-        return rays, parts["batch"]
 
 
 class _WorkerStream(IterableDataset):
