@@ -21,6 +21,7 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 
 import numpy as np
+import psutil
 import torch
 from torch import Tensor
 
@@ -174,9 +175,27 @@ class ImageCache:
         self.enc_offsets: dict[int, tuple[int, int]] = {}
         self.mask_offsets: dict[int, tuple[int, int]] = {}
         if mode in ("ram", "device"):
+            self._check_fits()
             self.full = self.decode_pool(self.train_ids, device=self.device, shared=mode == "ram")
         elif mode == "compressed":
             self._load_encoded()
+
+    def _check_fits(self) -> None:
+        """Refuse a ``ram``/``device`` cache that cannot fit, before decoding anything."""
+        cams, idx = self.scene.cameras, torch.as_tensor(self.train_ids, dtype=torch.int64)
+        pixels = int((cams.height[idx].long() * cams.width[idx].long()).sum())
+        need = pixels * (5 if self.scene.has_masks else 4)  # at most RGBA + mask bytes
+        if self.device.type == "cuda":
+            free = torch.cuda.mem_get_info(self.device)[0]
+        elif self.device.type == "cpu":
+            free = psutil.virtual_memory().available
+        else:
+            return
+        if need > 0.8 * free:
+            raise MemoryError(
+                f"cache={self.mode} needs up to {need / 2**30:.1f} GiB for {len(self.train_ids)} images but "
+                f"{free / 2**30:.1f} GiB are free on {self.device}; use cache=compressed or cache=disk"
+            )
 
     # -- decoding ----------------------------------------------------------------------------
     def _size(self, view: int) -> tuple[int, int]:

@@ -59,7 +59,7 @@ def tiny_scene(root: Path, n: int = 6, masks: bool = False, rgba: bool = True, n
 
 
 def _cfg(**kw) -> DataManagerConfig:
-    base = dict(rays_per_batch=64, workers=0, images_per_chunk=2, chunk_reuse=2, prefetch=2, seed=7)
+    base = dict(rays_per_batch=64, workers=0, images_per_chunk=2, chunk_reuse=2, prefetch=2, seed=7, worker_timeout=20)
     base.update(kw)
     return DataManagerConfig(**base)
 
@@ -193,7 +193,8 @@ def test_two_gloo_ranks_never_draw_the_same_batch(tmp_path):
         port = s.getsockname()[1]
     out = str(tmp_path / "gathered.pt")
     args = (2, str(tmp_path), port, out)
-    mp.start_processes(_gloo_rank, args=args, nprocs=2, join=True, start_method="fork")
+    # spawn: fresh processes (forking the test process, with its threads, can inherit a held lock)
+    mp.start_processes(_gloo_rank, args=args, nprocs=2, join=True, start_method="spawn")
     r0, r1 = torch.load(out)
     for a in r0:
         for b in r1:
