@@ -8,7 +8,9 @@ random target colours: the cost of a step does not depend on the scene. A traini
 forward + both MSE losses + backward + Adam; a render is ``render_rays_chunked`` in eval mode. The
 render is measured at ``--render-size`` (800 by default on CUDA, 40 on the CPU) and, when smaller
 than 800, scaled to 800x800 by pixel count (the JSON says which). Prints a table, then the results
-as one JSON line (the last line).
+as one JSON line (the last line). ``train_cpu_s_per_it`` is the process CPU time per step (all
+threads): on a machine shared with other work, wall-clock figures swing widely while this one
+stays put; on a quiet machine with T cores, wall time is about CPU time / T.
 """
 
 from __future__ import annotations
@@ -117,11 +119,12 @@ def main() -> None:
     warm_s = time.perf_counter() - t0
     if cuda:
         torch.cuda.reset_peak_memory_stats(device)
-    t0 = time.perf_counter()
+    t0, c0 = time.perf_counter(), time.process_time()
     for i in range(steps):
         train_step(warmup + i)
     sync(device)
     train_s = time.perf_counter() - t0
+    train_cpu_s = time.process_time() - c0  # CPU time of all threads: robust to a busy machine
     it_s = steps / train_s
 
     # whole-image render, chunked, outputs to the CPU
@@ -151,6 +154,7 @@ def main() -> None:
         "steps": steps,
         "warmup_s": round(warm_s, 3),
         "train_s_per_it": round(train_s / steps, 4),
+        "train_cpu_s_per_it": round(train_cpu_s / steps, 4),
         "train_it_per_s": round(it_s, 4),
         "train_rays_per_s": round(it_s * args.rays, 1),
         "render_size": render_size,
