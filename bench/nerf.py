@@ -1,7 +1,7 @@
 """Speed of vanilla NeRF: training iterations per second and seconds per 800x800 image.
 
     python bench/nerf.py [--device cpu|cuda] [--rays 1024] [--samples 64 --importance 128]
-                         [--steps N] [--amp none|bf16|fp16] [--tf32] [--render-size S]
+                         [--steps N] [--amp none|bf16|fp16] [--tf32] [--compile] [--render-size S]
 
 Rays come from lego-like cameras (800x800, 0.69 rad field of view, radius 4, near 2, far 6) with
 random target colours: the cost of a step does not depend on the scene. A training step is
@@ -68,6 +68,7 @@ def main() -> None:
     )
     ap.add_argument("--chunk", type=int, default=NeRFConfig.chunk, help="rays per forward when rendering")
     ap.add_argument("--netchunk", type=int, default=NeRFConfig.netchunk, help="points per field call")
+    ap.add_argument("--compile", action="store_true", help="torch.compile the field MLPs (warm-up includes compiling)")
     ap.add_argument("--threads", type=int, default=None, help="torch CPU threads")
     args = ap.parse_args()
     if args.threads:
@@ -86,6 +87,7 @@ def main() -> None:
         tf32=args.tf32,
         chunk=args.chunk,
         netchunk=args.netchunk,
+        compile=args.compile,
     )
     model = NeRFModel(cfg, background=(1.0, 1.0, 1.0)).to(device)
     optim = torch.optim.Adam(model.parameters(), lr=5e-4)
@@ -151,6 +153,7 @@ def main() -> None:
         "importance": args.importance,
         "amp": args.amp,
         "tf32": args.tf32,
+        "compile": args.compile,
         "steps": steps,
         "warmup_s": round(warm_s, 3),
         "train_s_per_it": round(train_s / steps, 4),

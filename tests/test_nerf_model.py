@@ -114,3 +114,14 @@ def test_bf16_autocast_runs_and_stays_close():
     assert (out["rgb"] - ref).abs().max() < 0.05
     with pytest.raises(ValueError, match="amp"):
         _model(amp="fp8")
+
+
+@pytest.mark.slow
+def test_compiled_fields_give_the_same_renders():
+    rays = _rays()
+    ref = _model().eval()(rays)
+    model = _model(compile=True).eval()
+    assert set(model.state_dict()) == set(_model().state_dict())
+    out = model(rays)
+    for k in ("rgb", "depth", "rgb_coarse"):
+        torch.testing.assert_close(out[k], ref[k], rtol=1e-4, atol=1e-5)

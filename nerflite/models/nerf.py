@@ -20,7 +20,7 @@ rays per training step are the datamanager's ``rays_per_batch``.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from contextlib import nullcontext
 from dataclasses import dataclass, field
 
@@ -69,6 +69,7 @@ class NeRFConfig:
     rgb_weight: float = 1.0  # weight of the fine (final) pass's colour MSE
     amp: str = "none"  # autocast dtype for the field MLPs: "none" | "bf16" | "fp16" (fp16 needs a GradScaler)
     tf32: bool = False  # allow TF32 matmuls on Ampere+ GPUs (torch's switch is process-wide)
+    compile: bool = False  # torch.compile the field MLPs (CPU: ~20% faster steps after 1-2 min of compiling)
 
 
 class NeRFModel(Model):
@@ -88,6 +89,11 @@ class NeRFModel(Model):
         self.step = 0
         self.coarse = self._make_field(cfg.netdepth, cfg.netwidth)
         self.fine = self._make_field(cfg.netdepth_fine, cfg.netwidth_fine) if cfg.n_importance > 0 else None
+        # the callables that evaluate the fields: the modules themselves, or compiled wrappers kept
+        # outside the module tree so that state_dict keys do not change
+        self._field_fns = {"coarse": self.coarse, "fine": self.fine}
+        if cfg.compile:
+            self._field_fns = {k: None if f is None else torch.compile(f) for k, f in self._field_fns.items()}
         bg = None if background is None else torch.as_tensor(background, dtype=torch.float32).reshape(3)
         self.register_buffer("background", bg, persistent=False)
         if cfg.tf32:
@@ -105,17 +111,18 @@ class NeRFModel(Model):
         t_coarse = stratified_samples(
             ray_bundle.near, ray_bundle.far, cfg.n_samples, perturb=randomize, lindisp=cfg.lindisp
         )  # [n, s]
-        coarse = self._render_pass(self.coarse, ray_bundle, t_coarse)
+        coarse = self._render_pass(self._field_fns["coarse"], ray_bundle, t_coarse)
         if self.fine is None:
             return coarse
         t_fine = sample_pdf(
             midpoints(t_coarse), coarse["weights"][:, 1:-1], cfg.n_importance, deterministic=not randomize
         )  # [n, k], detached
-        fine = self._render_pass(self.fine, ray_bundle, merge_samples(t_coarse, t_fine))  # [n, s + k]
+        t_all = merge_samples(t_coarse, t_fine)  # [n, s + k]
+        fine = self._render_pass(self._field_fns["fine"], ray_bundle, t_all)
         fine.update({f"{k}_coarse": v for k, v in coarse.items()})
         return fine
 
-    def _render_pass(self, fld: NeRFField, rays: RayBundle, t: Tensor) -> dict[str, Tensor]:
+    def _render_pass(self, fld: Callable, rays: RayBundle, t: Tensor) -> dict[str, Tensor]:
         """Query ``fld`` at depths ``t`` [n, s] along ``rays`` and volume-render the result."""
         n, s = t.shape
         points = rays.points(t).reshape(n * s, 3)  # [m, 3]
