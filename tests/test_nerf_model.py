@@ -125,3 +125,14 @@ def test_compiled_fields_give_the_same_renders():
     out = model(rays)
     for k in ("rgb", "depth", "rgb_coarse"):
         torch.testing.assert_close(out[k], ref[k], rtol=1e-4, atol=1e-5)
+
+
+def test_config_is_a_structured_omegaconf_schema():
+    from omegaconf import OmegaConf
+
+    cfg = OmegaConf.structured(_small_cfg())
+    cfg.merge_with(OmegaConf.create({"n_importance": 8, "skips": [0]}))
+    model = NeRFModel(cfg, background=None).eval()  # a DictConfig works as well as the dataclass
+    assert model(_rays())["weights"].shape == (60, 16 + 8)
+    with pytest.raises(Exception, match="n_sample"):
+        OmegaConf.merge(OmegaConf.structured(NeRFConfig), {"n_sample": 3})  # typos fail
