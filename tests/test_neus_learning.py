@@ -1,0 +1,72 @@
+"""A real learning test: a small NeuS, trained through the DataManager on the generated synthetic
+NeuS-format scene (a box, a sphere sunk into it and a torus, with masks: not a sphere), gets
+much closer to the true surface than the initial sphere.
+
+Measured (CPU, 200 steps of 128 rays, ~20-40 s): Chamfer distance to ``gt_points.ply`` 0.50 for
+the initial sphere, 0.12 after training (world units of the dataset; 2.5 per unit-sphere unit).
+"""
+
+from __future__ import annotations
+
+import torch
+
+from nerflite.data.datamanager import DataManager, DataManagerConfig
+from nerflite.data.parsers import DatasetConfig, load_scene
+from nerflite.data.synthetic import generate
+from nerflite.geometry import mesh_chamfer, read_points
+from nerflite.mesh import extract_mesh
+from nerflite.models.neus import NeuSConfig, NeuSModel
+
+STEPS = 200
+
+
+def small_config() -> NeuSConfig:
+    return NeuSConfig(
+        n_samples=32, n_importance=32, up_sample_steps=2, n_outside=0,  # masked scene: no background
+        sdf_layers=3, sdf_width=64, sdf_skips=[], feature_dim=32, color_layers=2, color_width=64,
+        anneal_end=0, warm_up_end=20, end_iter=STEPS, lr=5e-3, mask_weight=0.5,
+    )
+
+
+def chamfer_to_gt(model: NeuSModel, world_from_scene, gt) -> float:
+    model.eval()
+    mesh = extract_mesh(model.scene_sdf, *model.bounding_box(), resolution=64)
+    model.train()
+    mesh = mesh.transformed(world_from_scene)
+    return mesh_chamfer(mesh.vertices, mesh.faces, gt, n_samples=20000)["chamfer"]
+
+
+def test_small_neus_learns_the_synthetic_surface(tmp_path):
+    root = generate("neus", tmp_path / "scene", views=16, size=48, seed=0)
+    scene = load_scene(DatasetConfig(path=str(root)))
+    assert scene.has_masks
+    gt = read_points(root / "gt_points.ply")  # the dataset's world frame
+    world_from_scene = scene.metadata["world_from_scene"]
+    dm = DataManager(scene, DataManagerConfig(rays_per_batch=128, cache="ram", workers=0, seed=0))
+    torch.manual_seed(0)
+    model = NeuSModel(small_config(), scene.sphere_center, scene.sphere_radius)
+    optim = torch.optim.Adam(model.parameters(), lr=model.cfg.lr)
+    sched = torch.optim.lr_scheduler.LambdaLR(optim, model.lr_lambda)
+
+    initial = chamfer_to_gt(model, world_from_scene, gt)
+    model.train()
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)  # small matmuls: one thread is as fast and immune to a busy machine
+    try:
+        for step in range(STEPS):
+            model.set_step(step)
+            rays, batch = dm.next_train(step)
+            losses = model.losses(model(rays), batch)
+            assert set(losses) == {"rgb", "eikonal", "mask"}
+            optim.zero_grad()
+            sum(losses.values()).backward()
+            optim.step()
+            sched.step()
+    finally:
+        torch.set_num_threads(threads)
+        dm.close()
+    final = chamfer_to_gt(model, world_from_scene, gt)
+    print(f"Chamfer to gt_points: initial sphere {initial:.3f}, trained {final:.3f}")  # 0.50, 0.12
+    assert initial > 0.4
+    assert final < 0.2 and final < 0.4 * initial, (initial, final)
+    assert float(model.variance().detach()) > 15.0  # the surface sharpened after the first dip
