@@ -10,10 +10,10 @@ DTU-like cameras (1600x1200, about 48 degrees of horizontal field of view, at di
 centre of the unit sphere, in the unit-sphere frame) with random target colours: the cost of a step
 does not depend on the scene. A step is forward + colour L1 + eikonal losses + backward + Adam.
 
-Mesh extraction: SDF queries on a ``mesh_res``^3 grid over the bounding box plus marching cubes
-(``nerflite.mesh.extract_mesh``) on the untrained network (a sphere-like surface). On the CPU the
-default grid is 64^3 (512^3 would take hours there) and ``mesh_extract_s_at_512`` scales the time by
-the number of grid points; the JSON says whether it was measured or scaled.
+Mesh extraction: SDF queries on a ``mesh_res``^3 grid (512 by default) over the bounding box plus
+marching cubes (``nerflite.mesh.extract_mesh``) on the untrained network (a sphere-like surface).
+512^3 takes hours on a CPU: pass ``--mesh-res 64`` there; ``mesh_extract_s_at_512`` then scales the
+time by the number of grid points, and the JSON says whether it was measured or scaled.
 
 Prints a table, then one JSON line (the last line). ``train_cpu_s_per_it`` is process CPU time
 (all threads) per step: on a shared machine wall-clock figures swing, this one stays put.
@@ -70,7 +70,7 @@ def main() -> None:
     ap.add_argument("--n-outside", type=int, default=32, help="background samples (0: no background)")
     ap.add_argument("--steps", type=int, default=None, help="timed training steps (default 2 cpu, 50 cuda)")
     ap.add_argument("--warmup", type=int, default=None, help="untimed steps first (default 1 cpu, 5 cuda)")
-    ap.add_argument("--mesh-res", type=int, default=None, help="mesh grid points per axis (512 cuda, 64 cpu)")
+    ap.add_argument("--mesh-res", type=int, default=512, help="mesh grid points per axis")
     ap.add_argument("--amp", default="none", choices=["none", "bf16", "fp16"])
     ap.add_argument("--tf32", action="store_true", help="allow TF32 matmuls (CUDA)")
     ap.add_argument("--netchunk", type=int, default=NeuSConfig.netchunk, help="points per field call")
@@ -82,7 +82,7 @@ def main() -> None:
     cuda = device.type == "cuda"
     steps = args.steps if args.steps is not None else (50 if cuda else 2)
     warmup = args.warmup if args.warmup is not None else (5 if cuda else 1)
-    mesh_res = args.mesh_res or (512 if cuda else 64)
+    mesh_res = args.mesh_res
     torch.manual_seed(0)
 
     cfg = NeuSConfig(
