@@ -57,6 +57,10 @@ def test_outputs_losses_and_metrics(n_outside):
     assert float(m["inv_s"]) == pytest.approx(math.exp(3.0), rel=1e-5)
     no_mask = NeuSModel(tiny_config(n_outside=n_outside, mask_weight=0.0))
     assert set(no_mask.losses(no_mask(rays), batch)) == {"rgb", "eikonal"}
+    no_mask.eval()
+    with torch.no_grad():
+        eval_out = no_mask(rays)
+    assert "gradients" not in eval_out and set(no_mask.losses(eval_out, batch)) == {"rgb"}
 
 
 def test_masked_colour_loss_ignores_rays_outside_the_mask():

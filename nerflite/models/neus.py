@@ -212,16 +212,18 @@ class NeuSModel(Model):
         w_fg = weights[:, :s]  # [n, s] weights of the SDF samples
         inside = (radius < 1.0).to(w_fg.dtype)
         normals = composite(w_fg * inside, F.normalize(grad, dim=-1))  # [n, 3]
-        return {
+        out = {
             "rgb": rgb_map,
             "depth": composite_depth(weights, mid) * self.sphere_radius,
             "accumulation": acc,
             "weights_sum_fg": accumulation(w_fg),
             "normals": normals,
-            "gradients": grad,
-            "eikonal_mask": (radius < 1.2).to(grad.dtype),
             "inv_s": inv_s.detach(),
         }
+        if self.training:  # per-sample tensors for the eikonal loss (not kept when rendering images)
+            out["gradients"] = grad  # [n, s, 3]
+            out["eikonal_mask"] = (radius < 1.2).to(grad.dtype)  # [n, s]
+        return out
 
     def _with_background(self, o, d, viewdirs, t, far, alpha, rgb, radius, sample_dist, randomize):
         """Blend in the background NeRF: its opacity and colour replace the SDF's outside the unit
@@ -266,10 +268,9 @@ class NeuSModel(Model):
             rgb_loss = err.mean()
         else:
             rgb_loss = (err * mask).sum() / (mask.sum() + 1e-5)
-        out = {
-            "rgb": cfg.rgb_weight * rgb_loss,
-            "eikonal": cfg.eikonal_weight * eikonal_loss(outputs["gradients"], outputs["eikonal_mask"]),
-        }
+        out = {"rgb": cfg.rgb_weight * rgb_loss}
+        if "gradients" in outputs:  # training outputs
+            out["eikonal"] = cfg.eikonal_weight * eikonal_loss(outputs["gradients"], outputs["eikonal_mask"])
         if mask is not None:
             w = outputs["weights_sum_fg"].clamp(1e-3, 1.0 - 1e-3)
             out["mask"] = cfg.mask_weight * F.binary_cross_entropy(w, mask)
