@@ -2,8 +2,10 @@
 NeuS-format scene (a box, a sphere sunk into it and a torus, with masks: not a sphere), gets
 much closer to the true surface than the initial sphere.
 
-Measured (CPU, 200 steps of 128 rays, ~20-40 s): Chamfer distance to ``gt_points.ply`` 0.50 for
-the initial sphere, 0.12 after training (world units of the dataset; 2.5 per unit-sphere unit).
+Measured (CPU, 200 steps of 128 rays, ~25 s on one thread): Chamfer distance to ``gt_points.ply``
+0.498 for the initial sphere, 0.128 after training (world units of the dataset, 2.5 per unit of the
+unit-sphere frame). With other seeds (initialization and rays): 0.40 -> 0.11, 0.34 -> 0.10,
+0.31 -> 0.10.
 """
 
 from __future__ import annotations
@@ -69,7 +71,7 @@ def test_small_neus_learns_the_synthetic_surface(tmp_path):
         dm.close()
     final = chamfer_to_gt(model, world_from_scene, gt)
     print(f"Chamfer to gt_points: initial sphere {initial:.3f}, trained {final:.3f}")  # 0.50, 0.12
-    assert initial > 0.4
+    assert initial > 0.3  # the lumpy initial sphere (0.31-0.50 over seeds 0-3; 0.498 with seed 0)
     assert final < 0.2 and final < 0.4 * initial, (initial, final)
     assert float(model.variance().detach()) > 15.0  # the surface sharpened after the first dip
 
