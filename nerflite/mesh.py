@@ -73,11 +73,14 @@ def extract_mesh(
     chunk: int = 262144,
     device: torch.device | str = "cpu",
     color_fn: Callable[[Tensor], Tensor] | None = None,
+    world_from_scene: np.ndarray | None = None,
 ) -> Mesh:
     """Zero level set of ``sdf_fn`` inside the box as a triangle mesh (see the module docstring).
 
     ``resolution`` grid points per axis, ``slab`` z-planes of values per marching-cubes call,
-    ``chunk`` points per ``sdf_fn`` call. Returns an empty mesh when the SDF does not cross
+    ``chunk`` points per ``sdf_fn`` call. ``sdf_fn``, ``color_fn`` and the box are in scene
+    coordinates; ``world_from_scene`` (4x4, e.g. ``scene.metadata["world_from_scene"]``) maps the
+    result to the dataset's world frame. Returns an empty mesh when the SDF does not cross
     ``level`` anywhere on the grid.
     """
     as_list = lambda b: b.detach().cpu().tolist() if isinstance(b, Tensor) else list(b)  # noqa: E731
@@ -109,7 +112,7 @@ def extract_mesh(
     mesh = Mesh(verts, faces)
     if color_fn is not None:
         mesh.colors = vertex_colors(color_fn, verts, chunk, device)
-    return mesh
+    return mesh if world_from_scene is None else mesh.transformed(world_from_scene)
 
 
 def vertex_colors(color_fn: Callable[[Tensor], Tensor], vertices: np.ndarray, chunk: int,

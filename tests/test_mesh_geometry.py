@@ -69,6 +69,8 @@ def test_world_transform_and_ply_round_trip(sphere_mesh, tmp_path):
     m[:3, 3] = [1.0, 2.0, 3.0]
     moved = sphere_mesh.transformed(m)
     np.testing.assert_allclose(moved.vertices, sphere_mesh.vertices * 2 + [1, 2, 3])
+    direct = extract_mesh(sphere_sdf, [-1, -1, -1], [1, 1, 1], resolution=64, slab=16, world_from_scene=m)
+    np.testing.assert_allclose(direct.vertices, moved.vertices)
     moved.colors = np.full((len(moved.vertices), 3), 200, np.uint8)
     write_ply(tmp_path / "m.ply", moved)
     verts, faces = read_ply(tmp_path / "m.ply")
