@@ -1,0 +1,51 @@
+"""Whole-image rendering and image metrics, shared by the trainer's evals and render.py."""
+
+from __future__ import annotations
+
+import torch
+from torch import Tensor
+
+from nerflite.engine.logging import colorize_depth, normals_to_rgb
+from nerflite.metrics import psnr, ssim
+from nerflite.models.base import Model, render_rays_chunked
+from nerflite.rays import RayBundle
+
+
+IMAGE_KEYS = ("rgb", "depth", "accumulation", "normals")  # per-ray outputs worth keeping as pictures
+
+
+def render_image(model: Model, rays: RayBundle, height: int, width: int, chunk: int) -> dict[str, Tensor]:
+    """Render ``height * width`` rays in chunks (model in eval mode) -> outputs [H, W, C] on the CPU.
+
+    Chunking is ``render_rays_chunked``'s (outputs leave the device chunk by chunk), so any image
+    size fits the accelerator. Keeps the outputs of ``IMAGE_KEYS`` the model produces.
+    """
+    was_training = model.training
+    model.eval()
+    try:
+        probe = render_rays_chunked(model, rays[:1], 1, keys=None)
+        keys = [k for k in IMAGE_KEYS if k in probe]
+        out = render_rays_chunked(model, rays, chunk, keys=keys)
+    finally:
+        model.train(was_training)
+    return {k: v.float().reshape(height, width, -1) for k, v in out.items()}
+
+
+def image_metrics(pred: Tensor, target: Tensor) -> dict[str, float]:
+    """PSNR and SSIM of [H, W, 3] images in [0, 1]."""
+    pred, target = pred.float().clamp(0, 1).cpu(), target.float().cpu()
+    return {"psnr": float(psnr(pred, target)), "ssim": float(ssim(pred, target))}
+
+
+def visualisations(out: dict[str, Tensor], gt: Tensor | None = None) -> dict[str, Tensor]:
+    """Pictures of an output dict: ``rgb`` (next to ``gt`` when given), ``depth``, ``normals``."""
+    rgb = out["rgb"].float().clamp(0, 1)
+    pics = {"rgb": torch.cat([rgb, gt.float().cpu()], dim=1) if gt is not None else rgb}
+    acc = out.get("accumulation")
+    pics["depth"] = colorize_depth(out["depth"], acc)
+    if "normals" in out:
+        normals = out["normals"].float()
+        if acc is not None:
+            normals = normals * acc.clamp(0, 1)
+        pics["normals"] = normals_to_rgb(normals)
+    return pics
