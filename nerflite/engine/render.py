@@ -34,7 +34,9 @@ def load_run(run: str | Path, ckpt_path: str | Path | None, device: torch.device
     run = Path(run)
     path = Path(ckpt_path) if ckpt_path else ckpt.latest(run)
     if path is None or not path.is_file():
-        raise FileNotFoundError(f"no checkpoint in {run / ckpt.CKPT_DIR}" if not ckpt_path else f"{path}: not a file")
+        raise FileNotFoundError(
+            f"no checkpoint in {run / ckpt.CKPT_DIR}" if not ckpt_path else f"{path}: not a file"
+        )
     state = ckpt.load_checkpoint(path, map_location=device)
     run_cfg = OmegaConf.create(state["config"])
     scene = build_scene(run_cfg.dataset)
@@ -67,8 +69,15 @@ def path_cameras(scene: Scene, kind: str, frames: int, downscale: float, width: 
     one = first.rescaled(w, h)
     n = len(c2w)
     rep = lambda t: t.expand(n).clone()  # noqa: E731
-    return Cameras(rep(one.fx), rep(one.fy), rep(one.cx), rep(one.cy), rep(one.width), rep(one.height),
-                   c2w.to(one.fx.dtype))
+    return Cameras(
+        rep(one.fx),
+        rep(one.fy),
+        rep(one.cx),
+        rep(one.cy),
+        rep(one.width),
+        rep(one.height),
+        c2w.to(one.fx.dtype),
+    )
 
 
 def camera_rays(scene: Scene, cams: Cameras, i: int) -> RayBundle:
@@ -84,8 +93,9 @@ def camera_rays(scene: Scene, cams: Cameras, i: int) -> RayBundle:
 
 def write_video(frames: list[np.ndarray], path: Path, fps: int) -> None:
     """MP4 (H.264) through imageio's ffmpeg plugin; frames padded to even sizes as yuv420p needs."""
-    with imageio.get_writer(path, format="FFMPEG", fps=fps, codec="libx264", quality=8, macro_block_size=1,
-                            pixelformat="yuv420p") as writer:
+    with imageio.get_writer(
+        path, format="FFMPEG", fps=fps, codec="libx264", quality=8, macro_block_size=1, pixelformat="yuv420p"
+    ) as writer:
         for f in frames:
             h, w = f.shape[:2]
             writer.append_data(np.pad(f, ((0, h % 2), (0, w % 2), (0, 0)), mode="edge"))
@@ -135,8 +145,9 @@ def render(cfg: DictConfig) -> Path:
             write_video(frames, out / f"{name}.mp4", cfg.fps)
     if per_view:
         mean = {k: float(np.mean([v[k] for v in per_view])) for k in ("psnr", "ssim")}
-        (out / "metrics.json").write_text(json.dumps({"mean": mean, "views": per_view,
-                                                      "checkpoint": str(ckpt_path)}, indent=2))
+        (out / "metrics.json").write_text(
+            json.dumps({"mean": mean, "views": per_view, "checkpoint": str(ckpt_path)}, indent=2)
+        )
         print(f"test views: PSNR {mean['psnr']:.2f} dB, SSIM {mean['ssim']:.4f} (mean of {len(per_view)})")
     if cfg.mesh:
         _write_mesh(model, run_cfg, out / "mesh.ply", cfg.mesh_res)

@@ -55,7 +55,9 @@ def find_resume_checkpoint(resume, output_root: str, name: str) -> Path | None:
             found = ckpt.latest(run)
             if found is not None:
                 return found
-        raise FileNotFoundError(f"resume=true: no run of '{name}' with a checkpoint under {Path(output_root, name)}")
+        raise FileNotFoundError(
+            f"resume=true: no run of '{name}' with a checkpoint under {Path(output_root, name)}"
+        )
     path = Path(str(resume))
     if path.is_file():
         return path
@@ -201,8 +203,11 @@ def _train(cfg: DictConfig, info: D.DistInfo, run_dir) -> TrainResult:
                 loss = sum(losses.values())
                 # One small all-reduce per step: mean loss for logs, any rank non-finite, any rank stopping.
                 flags = torch.stack(
-                    [loss.detach().float(), (~torch.isfinite(loss)).float(), torch.tensor(float(stop.requested),
-                                                                                     device=loss.device)]
+                    [
+                        loss.detach().float(),
+                        (~torch.isfinite(loss)).float(),
+                        torch.tensor(float(stop.requested), device=loss.device),
+                    ]
                 )
                 flags = D.all_reduce_mean(flags, info)
                 loss_value, bad, stopping = float(flags[0]), float(flags[1]) > 0, float(flags[2]) > 0
@@ -228,12 +233,17 @@ def _train(cfg: DictConfig, info: D.DistInfo, run_dir) -> TrainResult:
                 window.add(t_data, time.perf_counter() - t0)
 
                 if done % tcfg.log_every == 0 or done == tcfg.steps:
-                    scalars = _train_scalars(model, outputs, batch, losses, loss_value, optimizer, window,
-                                             rays_per_step, device)
+                    scalars = _train_scalars(
+                        model, outputs, batch, losses, loss_value, optimizer, window, rays_per_step, device
+                    )
                     logger.scalars(scalars, done)
                     if bar is not None:
-                        bar.set_postfix(loss=f"{loss_value:.4f}", psnr=f"{scalars.get('train/psnr', 0):.2f}",
-                                        rays_s=f"{scalars['perf/rays_per_s']:.3g}", refresh=False)
+                        bar.set_postfix(
+                            loss=f"{loss_value:.4f}",
+                            psnr=f"{scalars.get('train/psnr', 0):.2f}",
+                            rays_s=f"{scalars['perf/rays_per_s']:.3g}",
+                            refresh=False,
+                        )
                     window = _Window()
                 if bar is not None:
                     bar.update(1)
@@ -247,8 +257,10 @@ def _train(cfg: DictConfig, info: D.DistInfo, run_dir) -> TrainResult:
         if info.is_main and not result.interrupted:
             result.eval = _evaluate(cfg, model, dm, logger, run_dir, result.step, tcfg.final_eval_images)
             if bar is not None:
-                bar.write(f"final eval at step {result.step}: PSNR {result.eval['psnr']:.2f} dB, "
-                          f"SSIM {result.eval['ssim']:.4f}")
+                bar.write(
+                    f"final eval at step {result.step}: PSNR {result.eval['psnr']:.2f} dB, "
+                    f"SSIM {result.eval['ssim']:.4f}"
+                )
     finally:
         if bar is not None:
             bar.close()
@@ -294,7 +306,9 @@ class _Window:
         self.step_s += step_s
 
 
-def _train_scalars(model, outputs, batch, losses, loss_value, optimizer, window: _Window, rays_per_step, device):
+def _train_scalars(
+    model, outputs, batch, losses, loss_value, optimizer, window: _Window, rays_per_step, device
+):
     if device.type == "cuda":
         torch.cuda.synchronize(device)  # so wall time covers the queued GPU work
     wall = max(time.perf_counter() - window.t0, 1e-9)
