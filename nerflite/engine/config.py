@@ -4,11 +4,11 @@ Hydra composes ``conf/config.yaml``; the structured schemas registered here make
 or a value of the wrong type fail when the config is composed, before anything runs:
 
     dataset      DatasetSchema = the parsers' DatasetConfig + how to generate a synthetic scene
-    model        NeRFSchema / NeuSSchema = NeRFConfig / NeuSConfig + the model's name
+    model        NeRFConfig | NeuSConfig (each names itself in ``model.name``)
     datamanager  DataManagerConfig
     trainer      TrainerConfig (below)
 
-Component fields are never repeated here: the schemas subclass the components' dataclasses.
+Component fields are never repeated here: the schemas are (or subclass) the components' dataclasses.
 """
 
 from __future__ import annotations
@@ -41,16 +41,6 @@ class DatasetSchema(DatasetConfig):
 
 
 @dataclass
-class NeRFSchema(NeRFConfig):
-    name: str = "nerf"  # which model this config describes (do not change)
-
-
-@dataclass
-class NeuSSchema(NeuSConfig):
-    name: str = "neus"  # which model this config describes (do not change)
-
-
-@dataclass
 class TrainerConfig:
     steps: int = 2000  # optimisation steps in total
     eval_every: int = 500  # render held-out images and log PSNR / SSIM every N steps (0: never)
@@ -80,7 +70,7 @@ class TrainerConfig:
 @dataclass
 class TrainConfig:
     dataset: DatasetSchema = field(default_factory=DatasetSchema)  # what to train on
-    model: Any = MISSING  # NeRFSchema or NeuSSchema (the `model` group)
+    model: Any = MISSING  # NeRFConfig or NeuSConfig (the `model` group; `model.name` tells which)
     datamanager: DataManagerConfig = field(default_factory=DataManagerConfig)  # ray batches
     trainer: TrainerConfig = field(default_factory=TrainerConfig)  # the optimisation loop
     name: str = "default"  # runs go to <output_root>/<name>/<date_time>/
@@ -106,7 +96,7 @@ class RenderConfig:
     video: bool = True  # write an MP4 besides the PNG frames
 
 
-MODEL_SCHEMAS = {"nerf": NeRFSchema, "neus": NeuSSchema}
+MODEL_SCHEMAS = {"nerf": NeRFConfig, "neus": NeuSConfig}  # model.name -> its config dataclass
 
 
 def register_configs() -> None:
@@ -114,5 +104,5 @@ def register_configs() -> None:
     cs = ConfigStore.instance()
     cs.store(name="train_schema", node=TrainConfig)
     cs.store(name="render_schema", node=RenderConfig)
-    cs.store(group="model", name="nerf_schema", node=NeRFSchema)
-    cs.store(group="model", name="neus_schema", node=NeuSSchema)
+    cs.store(group="model", name="nerf_schema", node=NeRFConfig)
+    cs.store(group="model", name="neus_schema", node=NeuSConfig)

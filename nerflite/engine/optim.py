@@ -8,8 +8,9 @@ is plain numbers, so it checkpoints and resumes exactly:
     cosine    factor = r + (1 - r) * (1 + cos(pi p)) / 2          r = lr_final / lr
     constant  factor = 1
 
-Classic NeRF decays geometrically from 5e-4 to 5e-5; NeuS warms up for 5000 steps, then follows a
-cosine down to 5% of the peak (``lr_final = 0.05 * lr``).
+Classic NeRF decays geometrically from 5e-4 to 5e-5. A model that defines its own schedule
+(``model.lr_lambda(step)`` and ``model.cfg.lr``: NeuS's warm-up then cosine) uses it instead, so
+its recipe lives in one place, the model's config.
 """
 
 from __future__ import annotations
@@ -40,10 +41,19 @@ def lr_factor(
     raise ValueError(f"unknown schedule {schedule!r} (expected one of {SCHEDULES})")
 
 
+def peak_lr(model: nn.Module, tcfg) -> float:
+    """``model.cfg.lr`` for a model with its own schedule (``lr_lambda``, e.g. NeuS), else ``trainer.lr``."""
+    return float(model.cfg.lr) if hasattr(model, "lr_lambda") else float(tcfg.lr)
+
+
 def make_optimizer(model: nn.Module, tcfg) -> torch.optim.Optimizer:
     params = [p for p in model.parameters() if p.requires_grad]
     return torch.optim.Adam(
-        params, lr=tcfg.lr, betas=tuple(tcfg.adam_betas), eps=tcfg.adam_eps, weight_decay=tcfg.weight_decay
+        params,
+        lr=peak_lr(model, tcfg),
+        betas=tuple(tcfg.adam_betas),
+        eps=tcfg.adam_eps,
+        weight_decay=tcfg.weight_decay,
     )
 
 
@@ -57,7 +67,10 @@ class _Factor:
         return lr_factor(step, *self.args)
 
 
-def make_scheduler(optimizer: torch.optim.Optimizer, tcfg) -> torch.optim.lr_scheduler.LambdaLR:
+def make_scheduler(optimizer: torch.optim.Optimizer, tcfg, model: nn.Module | None = None):
+    """A ``LambdaLR`` over the model's own ``lr_lambda`` when it has one, else over ``lr_factor``."""
+    if model is not None and hasattr(model, "lr_lambda"):
+        return torch.optim.lr_scheduler.LambdaLR(optimizer, model.lr_lambda)
     if tcfg.schedule not in SCHEDULES:
         raise ValueError(f"trainer.schedule must be one of {SCHEDULES}, got {tcfg.schedule!r}")
     decay = tcfg.decay_steps if tcfg.decay_steps > 0 else tcfg.steps

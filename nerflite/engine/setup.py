@@ -68,10 +68,10 @@ def build_model(mcfg, scene: Scene) -> Model:
     if name == "nerf":
         from nerflite.models.nerf import NeRFModel
 
-        return NeRFModel(model_cfg, scene)
+        return NeRFModel(model_cfg, background=scene.background)
     from nerflite.models.neus import NeuSModel
 
-    return NeuSModel(model_cfg, scene)
+    return NeuSModel(model_cfg, sphere_center=scene.sphere_center, sphere_radius=scene.sphere_radius)
 
 
 def build_datamanager(cfg: DictConfig, scene: Scene, device, rank: int = 0, world_size: int = 1):

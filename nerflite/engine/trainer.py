@@ -148,7 +148,7 @@ def _train(cfg: DictConfig, info: D.DistInfo, run_dir) -> TrainResult:
     model = build_model(cfg.model, scene).to(device)
     dm = build_datamanager(cfg, scene, device, info.rank, info.world_size)
     optimizer = make_optimizer(model, tcfg)
-    scheduler = make_scheduler(optimizer, tcfg)
+    scheduler = make_scheduler(optimizer, tcfg, model)
     scaler = torch.amp.GradScaler(device.type, enabled=_uses_fp16(cfg) and device.type == "cuda")
 
     start = 0
