@@ -10,7 +10,6 @@ from nerflite.metrics import psnr, ssim
 from nerflite.models.base import Model, render_rays_chunked
 from nerflite.rays import RayBundle
 
-
 IMAGE_KEYS = ("rgb", "depth", "accumulation", "normals")  # per-ray outputs worth keeping as pictures
 
 

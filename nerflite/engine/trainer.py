@@ -314,7 +314,7 @@ def _train_scalars(
     wall = max(time.perf_counter() - window.t0, 1e-9)
     n = max(window.steps, 1)
     scalars = {"train/loss": loss_value}
-    scalars.update({f"train/{k}": float(v) for k, v in losses.items()})
+    scalars.update({f"train/{k}": float(v.detach()) for k, v in losses.items()})
     with torch.no_grad():
         scalars.update({f"train/{k}": float(v) for k, v in model.metrics(outputs, batch).items()})
     for i, group in enumerate(optimizer.param_groups):
