@@ -212,13 +212,7 @@ def _train(cfg: DictConfig, info: D.DistInfo, run_dir) -> TrainResult:
                 flags = D.all_reduce_mean(flags, info)
                 loss_value, bad, stopping = float(flags[0]), float(flags[1]) > 0, float(flags[2]) > 0
                 if bad:
-                    last = ckpt.latest(run_dir)
-                    raise TrainingDiverged(
-                        f"loss is {loss.item()} at step {step} "
-                        f"({', '.join(f'{k}={v.item():.4g}' for k, v in losses.items())}); stopping. "
-                        f"Last good checkpoint: {last if last else 'none written yet'}. Try a lower trainer.lr, "
-                        f"trainer.grad_clip, or trainer.amp=false."
-                    )
+                    raise _diverged(step, loss, losses, run_dir)
                 optimizer.zero_grad(set_to_none=True)
                 scaler.scale(loss).backward()
                 if tcfg.grad_clip > 0:
@@ -271,6 +265,16 @@ def _train(cfg: DictConfig, info: D.DistInfo, run_dir) -> TrainResult:
 
 # ------------------------------------------------------------------------------------------------
 # Helpers of the loop
+
+
+def _diverged(step: int, loss, losses: dict, run_dir: Path) -> TrainingDiverged:
+    last = ckpt.latest(run_dir)
+    parts = ", ".join(f"{k}={float(v):.4g}" for k, v in losses.items())
+    return TrainingDiverged(
+        f"loss is {float(loss)} at step {step} ({parts}); stopping. "
+        f"Last good checkpoint: {last if last else 'none written yet'}. "
+        "Try a lower trainer.lr, trainer.grad_clip, or trainer.amp=false."
+    )
 
 
 def _with_amp(cfg: DictConfig) -> DictConfig:
