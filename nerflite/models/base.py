@@ -7,7 +7,9 @@ compositing) lives in pure functions in ``nerflite.sampling`` and ``nerflite.ren
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
+from collections.abc import Sequence
 
+import torch
 from torch import Tensor, nn
 
 from nerflite.rays import RayBundle
@@ -33,3 +35,34 @@ class Model(nn.Module, ABC):
     def set_step(self, step: int) -> None:
         """Called by the trainer before every step, for annealed quantities."""
         self.step = step
+
+
+def render_rays_chunked(
+    model: Model,
+    bundle: RayBundle,
+    chunk: int,
+    keys: Sequence[str] | None = ("rgb", "depth", "accumulation"),
+    device: torch.device | str | None = None,
+) -> dict[str, Tensor]:
+    """Render many rays (a whole image) ``chunk`` rays per forward, with bounded memory.
+
+    ``chunk`` is nerflite's one implementation of "rays per forward when rendering". The bundle
+    may live on the CPU (it is moved to the model's device chunk by chunk) or already on the
+    device. Runs under ``torch.no_grad`` in whatever train/eval mode the model is in (callers
+    normally use ``model.eval()``); each chunk's outputs named in ``keys`` (all per-ray outputs
+    when None) are copied to ``device`` (default: the CPU) as they come, so the accelerator
+    only ever holds one chunk. Returns ``{key: tensor [n, ...]}``.
+    """
+    if device is None:
+        device = torch.device("cpu")
+    model_device = next(model.parameters()).device
+    n = len(bundle)
+    parts: dict[str, list[Tensor]] = {}
+    with torch.no_grad():
+        for start in range(0, n, chunk):
+            rays = bundle[start : start + chunk].to(model_device, non_blocking=True)
+            out = model(rays)
+            names = keys if keys is not None else [k for k, v in out.items() if v.shape[:1] == (len(rays),)]
+            for k in names:
+                parts.setdefault(k, []).append(out[k].to(device, non_blocking=False))
+    return {k: torch.cat(v, dim=0) for k, v in parts.items()}

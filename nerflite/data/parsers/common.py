@@ -1,0 +1,158 @@
+"""Helpers shared by the parsers: file lookup, splits, camera assembly and default render paths.
+
+All pose math here is float64 numpy in nerflite's OpenCV convention (x right, y down, z forward);
+tensors are made once, in ``make_cameras``.
+"""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from nerflite.cameras import Cameras
+from nerflite.data.scene import DatasetError
+
+IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".webp")
+
+
+def require_dir(path: Path, what: str = "folder") -> Path:
+    """``path`` when it is an existing folder, else a DatasetError naming it."""
+    if not path.exists():
+        raise DatasetError(path, f"{what} does not exist")
+    if not path.is_dir():
+        raise DatasetError(path, f"{what} is not a folder")
+    return path
+
+
+def list_images(folder: Path) -> list[Path]:
+    """Image files of ``folder`` in natural sort order (``img2.png`` before ``img10.png``)."""
+    files = [
+        p for p in folder.iterdir()
+        if p.is_file() and not p.name.startswith(".") and p.suffix.lower() in IMAGE_EXTENSIONS
+    ]
+    return sorted(files, key=natural_key)
+
+
+def natural_key(path: Path) -> list:
+    return [int(s) if s.isdigit() else s.lower() for s in re.split(r"(\d+)", path.name)]
+
+
+def holdout_splits(n: int, every: int) -> dict[str, list[int]]:
+    """Hold out views 0, every, 2*every, ... for val and test; ``every <= 0`` (or too few views)
+    evaluates on the training views."""
+    if every <= 0 or n < 2:
+        idx = list(range(n))
+        return {"train": idx, "val": list(idx), "test": list(idx)}
+    held = [i for i in range(n) if i % every == 0]
+    train = [i for i in range(n) if i % every != 0]
+    return {"train": train, "val": held, "test": list(held)}
+
+
+def scaled_size(width: int, height: int, downscale: float) -> tuple[int, int]:
+    """Image size after dividing by ``downscale`` (rounded, at least one pixel)."""
+    return max(1, int(round(width / downscale))), max(1, int(round(height / downscale)))
+
+
+def make_cameras(
+    fx: np.ndarray, fy: np.ndarray, cx: np.ndarray, cy: np.ndarray,
+    width: np.ndarray, height: np.ndarray, c2w: np.ndarray,
+) -> Cameras:
+    """Cameras (float32 intrinsics and poses, int64 sizes) from per-view numpy arrays; c2w [n, 3, 4]."""
+    f32 = lambda a: torch.as_tensor(np.asarray(a, dtype=np.float64), dtype=torch.float32)  # noqa: E731
+    i64 = lambda a: torch.as_tensor(np.asarray(a, dtype=np.int64))  # noqa: E731
+    return Cameras(
+        fx=f32(fx), fy=f32(fy), cx=f32(cx), cy=f32(cy), width=i64(width), height=i64(height),
+        c2w=f32(np.asarray(c2w)[:, :3, :4]),
+    )
+
+
+def clean_rotations(c2w: np.ndarray, source: Path, notes: list[str]) -> np.ndarray:
+    """Camera-to-worlds [n, 3, 4] with exactly orthonormal rotations (nearest rotation by SVD).
+
+    Rotations that carry a scale or shear are repaired with a note; a reflection (det < 0: the file
+    uses another handedness) or a degenerate matrix is an error.
+    """
+    R = c2w[:, :, :3]
+    det = np.linalg.det(R)
+    if (det <= 0).any():
+        i = int(np.flatnonzero(det <= 0)[0])
+        raise DatasetError(source, f"camera {i}: rotation has determinant {det[i]:.3g}, not +1")
+    u, _, vt = np.linalg.svd(R)
+    nearest = u @ vt  # [n, 3, 3]
+    err = np.abs(nearest - R).max(axis=(1, 2))
+    if err.max() > 1e-3:
+        notes.append(f"{source.name}: {int((err > 1e-3).sum())} camera rotations were not orthonormal "
+                     f"(up to {err.max():.2g} off); replaced by the nearest rotation")
+    return np.concatenate([nearest, c2w[:, :, 3:]], axis=2)
+
+
+def normalize(v: np.ndarray) -> np.ndarray:
+    return v / np.linalg.norm(v, axis=-1, keepdims=True)
+
+
+def look_at(eye: np.ndarray, target: np.ndarray, up: np.ndarray) -> np.ndarray:
+    """OpenCV camera-to-world [3, 4] at ``eye`` looking at ``target``, image-up towards ``up``."""
+    z = normalize(target - eye)  # forward
+    x = np.cross(z, up)
+    if np.linalg.norm(x) < 1e-9:  # looking along `up`: pick any perpendicular
+        x = np.cross(z, np.array([1.0, 0.0, 0.0]) if abs(z[0]) < 0.9 else np.array([0.0, 1.0, 0.0]))
+    x = normalize(x)  # right
+    y = np.cross(z, x)  # down
+    return np.stack([x, y, z, eye], axis=1)
+
+
+def mean_up(c2w: np.ndarray) -> np.ndarray:
+    """Average image-up direction of OpenCV cameras (their -y axes), unit [3]."""
+    return normalize(-c2w[:, :3, 1].sum(0))
+
+
+def focus_point(c2w: np.ndarray) -> np.ndarray:
+    """The point closest (least squares) to every camera's optical axis [3]."""
+    d = normalize(c2w[:, :3, 2])  # [n, 3]
+    o = c2w[:, :3, 3]  # [n, 3]
+    A = np.eye(3)[None] - d[:, :, None] * d[:, None, :]  # [n, 3, 3] projectors orthogonal to d
+    lhs, rhs = A.sum(0), (A @ o[:, :, None]).sum(0)[:, 0]
+    return np.linalg.lstsq(lhs, rhs, rcond=None)[0]
+
+
+def orbit_path(c2w: np.ndarray, center: np.ndarray, n_frames: int = 120) -> np.ndarray:
+    """Default render path for scenes seen from around: [n_frames, 3, 4] OpenCV c2w.
+
+    Cameras circle ``center`` about the views' mean up axis at their median distance and
+    elevation. When the views surround the scene (no azimuth gap over 90 degrees) the path is a
+    full turn; otherwise it sweeps the observed azimuth range out and back, so it never shows
+    the unseen side.
+    """
+    up = mean_up(c2w)
+    rel = c2w[:, :3, 3] - center  # [n, 3]
+    radius = float(np.median(np.linalg.norm(rel, axis=-1)))
+    height = rel @ up  # [n]
+    elevation = float(np.median(np.arcsin(np.clip(height / np.linalg.norm(rel, axis=-1), -1, 1))))
+    # orthonormal basis (e1, e2) of the plane perpendicular to `up`
+    e1 = rel.mean(0) - (rel.mean(0) @ up) * up
+    if np.linalg.norm(e1) < 1e-6 * max(radius, 1e-12):
+        e1 = rel[0] - (rel[0] @ up) * up
+    if np.linalg.norm(e1) < 1e-12:
+        e1 = np.cross(up, [1.0, 0.0, 0.0] if abs(up[0]) < 0.9 else [0.0, 1.0, 0.0])
+    e1 = normalize(e1)
+    e2 = np.cross(up, e1)
+    azimuth = np.arctan2(rel @ e2, rel @ e1)  # [n] in (-pi, pi], around the mean direction
+    if len(azimuth) > 1:
+        ring = np.sort(azimuth)
+        largest_gap = float(np.max(np.diff(np.append(ring, ring[0] + 2 * np.pi))))
+    else:
+        largest_gap = 2 * np.pi
+    if largest_gap <= np.pi / 2:
+        angles = np.linspace(0.0, 2 * np.pi, n_frames, endpoint=False)
+    else:  # sweep the arc of observed azimuths (contiguous around the mean direction)
+        lo, hi = float(np.min(azimuth)), float(np.max(azimuth))
+        phase = np.linspace(0.0, 2 * np.pi, n_frames, endpoint=False)
+        angles = (lo + hi) / 2 + (hi - lo) / 2 * np.sin(phase)
+    poses = []
+    for a in angles:
+        direction = np.cos(elevation) * (np.cos(a) * e1 + np.sin(a) * e2) + np.sin(elevation) * up
+        poses.append(look_at(center + radius * direction, center, up))
+    return np.stack(poses)

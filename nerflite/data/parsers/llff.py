@@ -1,0 +1,230 @@
+"""LLFF forward-facing format: ``poses_bounds.npy`` and ``images/``, ``images_4/``, ``images_8/``...
+
+``poses_bounds.npy`` is an N x 17 array, one row per image in sorted file order: a 3x5 matrix
+(row-major) whose first four columns are a camera-to-world [R | t] with the camera axes in the
+order [down, right, back], and whose fifth column is [H, W, focal] of the full-size photos;
+then the near and far scene depth bounds of that view.
+
+Conversion into nerflite's frame, step by step (``scene_from_world`` records each step):
+1. Columns [down, right, back] -> [right, up, back] (OpenGL axes).
+2. Scale the world by ``1 / (min bound * bd_factor)`` so the nearest content sits at depth
+   1 / bd_factor (1.33 with the usual 0.75), beyond the NDC near plane at 1.
+3. Recentre: the average camera pose becomes the identity, so cameras sit around the origin and
+   look down -z, the frame ``nerflite.cameras.ndc_rays`` expects.
+4. Optionally spherify (360-degree captures): move the point nearest to all optical axes to the
+   origin and scale the cameras to a mean distance of 1. NDC is then off.
+5. OpenGL -> OpenCV camera axes (``nerflite.cameras.opengl_to_opencv``).
+
+Intrinsics: downscaled folders keep the full-size focal in the file, so ``fx`` is scaled by the
+width of the images actually used over the W recorded in the file (``fy`` likewise with H); the
+principal point is the image centre, ``cx, cy = W / 2, H / 2``. ``downscale`` F picks
+``images_F/`` when it exists, else resizes from the nearest finer folder.
+"""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+import numpy as np
+import torch
+
+from nerflite.cameras import opengl_to_opencv
+from nerflite.data.images import image_size
+from nerflite.data.parsers.common import (
+    clean_rotations,
+    focus_point,
+    holdout_splits,
+    list_images,
+    look_at,
+    make_cameras,
+    normalize,
+    orbit_path,
+    scaled_size,
+)
+from nerflite.data.scene import DatasetError, Scene
+
+if TYPE_CHECKING:
+    from nerflite.data.parsers import DatasetConfig
+
+NDC_NEAR_PLANE = 1.0
+
+
+def read_poses_bounds(path: Path) -> np.ndarray:
+    """The N x 17 float64 array, checked."""
+    if not path.is_file():
+        raise DatasetError(path, "file is missing")
+    try:
+        arr = np.load(path, allow_pickle=False)
+    except (ValueError, OSError, EOFError) as e:
+        raise DatasetError(path, f"cannot read numpy array ({e})") from None
+    if not isinstance(arr, np.ndarray) or arr.ndim != 2 or arr.shape[1] != 17 or arr.shape[0] == 0:
+        shape = getattr(arr, "shape", None)
+        raise DatasetError(path, f"expected an N x 17 array (3x5 pose + 2 bounds per image), not {shape}")
+    arr = arr.astype(np.float64)
+    if not np.isfinite(arr).all():
+        raise DatasetError(path, "contains NaN or infinite values")
+    if (arr[:, 15:17] <= 0).any() or (arr[:, [4, 9, 14]] <= 0).any():  # bounds, [H, W, focal]
+        raise DatasetError(path, "bounds and the [H, W, focal] column must be positive")
+    return arr
+
+
+def image_folders(root: Path) -> dict[int, Path]:
+    """Downscale factor -> folder: ``images/`` is 1, ``images_N/`` is N."""
+    found = {}
+    if (root / "images").is_dir():
+        found[1] = root / "images"
+    for d in root.iterdir():
+        m = re.fullmatch(r"images_(\d+)", d.name)
+        if m and d.is_dir() and int(m.group(1)) > 0:
+            found[int(m.group(1))] = d
+    return found
+
+
+def choose_folder(root: Path, downscale: float, notes: list[str]) -> tuple[Path, float]:
+    """The folder to read and the resize factor still to apply to its images."""
+    folders = image_folders(root)
+    if not folders:
+        raise DatasetError(root / "images", "image folder is missing (expected images/ or images_N/)")
+    for k, folder in folders.items():
+        if abs(k - downscale) < 1e-6:
+            return folder, 1.0
+    finer = [k for k in folders if k < downscale]
+    if finer:
+        k = max(finer)
+        return folders[k], downscale / k
+    k = min(folders)
+    wanted = "images" if downscale == 1 else f"images_{downscale:g}"
+    smaller = k / downscale
+    notes.append(f"no {wanted}/ for downscale {downscale:g}: using {folders[k].name}/ ({smaller:g}x smaller)")
+    return folders[k], 1.0
+
+
+def average_pose(c2w: np.ndarray) -> np.ndarray:
+    """4x4 OpenGL camera-to-world at the mean centre, with the mean back (z) and up (y) axes."""
+    center = c2w[:, :, 3].mean(0)
+    back = normalize(c2w[:, :, 2].sum(0))
+    right = normalize(np.cross(c2w[:, :, 1].sum(0), back))
+    up = np.cross(back, right)
+    out = np.eye(4)
+    out[:3, :4] = np.stack([right, up, back, center], 1)
+    return out
+
+
+def spherify_transform(c2w: np.ndarray) -> np.ndarray:
+    """4x4 ``scene_from_world`` putting the optical axes' meeting point at the origin, the mean
+    camera direction on +z, and the cameras at root-mean-square distance 1."""
+    center = focus_point(c2w)
+    up = normalize((c2w[:, :, 3] - center).mean(0))
+    a = normalize(np.cross(np.array([0.1, 0.2, 0.3]), up))
+    b = np.cross(up, a)
+    frame = np.eye(4)
+    frame[:3, :4] = np.stack([a, b, up, center], 1)
+    moved = np.linalg.inv(frame)
+    pos = (moved[:3, :3] @ c2w[:, :, 3].T).T + moved[:3, 3]
+    rad = float(np.sqrt(np.mean(np.sum(pos**2, -1))))
+    return np.diag([1 / rad, 1 / rad, 1 / rad, 1.0]) @ moved
+
+
+def transform_poses(m: np.ndarray, c2w: np.ndarray, bounds: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Move camera-to-worlds [n, 3, 4] and depth bounds [n, 2] by a similarity transform ``m`` (4x4)."""
+    s = float(np.cbrt(np.linalg.det(m[:3, :3])))  # uniform scale
+    rot = m[:3, :3] / s
+    t = m[:3, :3] @ c2w[:, :, 3:4] + m[:3, 3:4]  # [n, 3, 1]
+    return np.concatenate([rot @ c2w[:, :, :3], t], axis=2), bounds * s
+
+
+def spiral_path(c2w_gl: np.ndarray, bounds: np.ndarray, n_frames: int, rots: int = 2) -> np.ndarray:
+    """The classic forward-facing spiral [n, 3, 4] (OpenCV): cameras circle the mean pose within
+    the 90th percentile of the views' offsets, looking at a point at a weighted mean scene depth."""
+    avg = average_pose(c2w_gl)
+    close, far = bounds.min() * 0.9, bounds.max() * 5.0
+    focus_depth = 1.0 / (0.25 / close + 0.75 / far)
+    offsets = (c2w_gl[:, :, 3] - avg[:3, 3]) @ avg[:3, :3]  # [n, 3] in the mean camera's axes
+    rads = np.percentile(np.abs(offsets), 90, axis=0)  # [3]
+    up = normalize(c2w_gl[:, :, 1].sum(0))
+    target = avg[:3, :3] @ np.array([0.0, 0.0, -focus_depth]) + avg[:3, 3]
+    poses = []
+    for theta in np.linspace(0.0, 2 * np.pi * rots, n_frames, endpoint=False):
+        local = np.array([np.cos(theta), -np.sin(theta), -np.sin(0.5 * theta)]) * rads
+        eye = avg[:3, :3] @ local + avg[:3, 3]
+        poses.append(look_at(eye, target, up))
+    return np.stack(poses)
+
+
+def load_llff(cfg: DatasetConfig) -> Scene:
+    root = Path(cfg.path)
+    pb_path = root / "poses_bounds.npy"
+    arr = read_poses_bounds(pb_path)
+    n = arr.shape[0]
+    notes: list[str] = []
+    folder, resize = choose_folder(root, cfg.downscale, notes)
+    images = list_images(folder)
+    if len(images) != n:
+        raise DatasetError(folder, f"{len(images)} images but {pb_path.name} has {n} poses (they must match)")
+
+    poses = arr[:, :15].reshape(n, 3, 5)  # [n, 3, 5]
+    bounds = arr[:, 15:17].copy()  # [n, 2]
+    rec_h, rec_w, focal = poses[:, 0, 4], poses[:, 1, 4], poses[:, 2, 4]  # [n] at the recorded size
+    sizes = np.array([image_size(p) for p in images], dtype=np.float64)  # [n, 2] (w, h) on disk
+    sx, sy = sizes[:, 0] / rec_w, sizes[:, 1] / rec_h
+    if np.any(np.abs(sx / sy - 1) > 0.01):
+        i = int(np.argmax(np.abs(sx / sy - 1)))
+        notes.append(
+            f"{images[i].name} is {sizes[i, 0]:g}x{sizes[i, 1]:g} but {pb_path.name} records "
+            f"{rec_w[i]:g}x{rec_h[i]:g} (W x H): aspect ratios differ, so the focal length may not fit"
+        )
+    out_wh = np.array([scaled_size(w, h, resize) for w, h in sizes], dtype=np.float64)  # [n, 2]
+    fx = focal * sx * out_wh[:, 0] / sizes[:, 0]
+    fy = focal * sy * out_wh[:, 1] / sizes[:, 1]
+
+    # 1. [down, right, back] -> [right, up, back]
+    c2w = np.concatenate([poses[:, :, 1:2], -poses[:, :, 0:1], poses[:, :, 2:4]], axis=2)  # [n, 3, 4]
+    c2w = clean_rotations(c2w, pb_path, notes)
+    # 2. rescale, 3. recentre, 4. spherify; each step also applied to scene_from_world
+    scale = 1.0 / (bounds.min() * cfg.bd_factor) if cfg.bd_factor > 0 else 1.0
+    scene_from_world = np.diag([scale, scale, scale, 1.0])
+    c2w[:, :, 3] *= scale
+    bounds *= scale
+    recentre = np.linalg.inv(average_pose(c2w))
+    c2w, bounds = transform_poses(recentre, c2w, bounds)
+    scene_from_world = recentre @ scene_from_world
+    if cfg.spherify:
+        sphere = spherify_transform(c2w)
+        c2w, bounds = transform_poses(sphere, c2w, bounds)
+        scene_from_world = sphere @ scene_from_world
+
+    ndc = bool(cfg.ndc and not cfg.spherify)
+    if cfg.spherify:
+        center, radius = np.zeros(3), 1.0
+        render = orbit_path(opengl_to_opencv(torch.from_numpy(c2w)).numpy(), center, cfg.render_frames)
+    else:
+        # rough sphere around the viewed content: on the mean optical axis, spanning the bounds
+        mid = 0.5 * (bounds.min() + bounds.max())
+        center = np.array([0.0, 0.0, -mid])
+        radius = 0.5 * (bounds.max() - bounds.min()) + float(np.abs(c2w[:, :, 3]).max())
+        render = spiral_path(c2w, bounds, cfg.render_frames)
+    c2w_cv = opengl_to_opencv(torch.from_numpy(c2w)).numpy()  # 5. the one axis conversion
+    return Scene(
+        format="llff",
+        root=root,
+        image_paths=images,
+        cameras=make_cameras(fx, fy, out_wh[:, 0] / 2, out_wh[:, 1] / 2, out_wh[:, 0], out_wh[:, 1], c2w_cv),
+        splits=holdout_splits(n, cfg.llffhold),
+        near=0.0 if ndc else float(bounds.min() * 0.9),
+        far=1.0 if ndc else float(bounds.max()),
+        background=(0.0, 0.0, 0.0) if cfg.background is None else tuple(float(c) for c in cfg.background),
+        sphere_center=torch.as_tensor(center, dtype=torch.float32),
+        sphere_radius=float(radius),
+        ndc=ndc,
+        render_c2w=torch.as_tensor(render, dtype=torch.float32),
+        downscale=float(resize),
+        metadata={
+            "world_from_scene": np.linalg.inv(scene_from_world),
+            "image_folder": folder.name,
+            "bounds": bounds,  # [n, 2] per-view near/far depths in scene units
+            "ndc_near_plane": NDC_NEAR_PLANE,
+            "warnings": notes,
+        },
+    )
