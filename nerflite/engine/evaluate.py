@@ -48,3 +48,19 @@ def visualisations(out: dict[str, Tensor], gt: Tensor | None = None) -> dict[str
             normals = normals * acc.clamp(0, 1)
         pics["normals"] = normals_to_rgb(normals)
     return pics
+
+
+def sdf_mesh(model: Model, resolution: int, colors: bool = False, world_from_scene=None):
+    """Marching-cubes mesh of an SDF model's (NeuS) zero level set inside its bounding box.
+
+    ``world_from_scene`` (4x4, ``scene.metadata["world_from_scene"]``) maps it back to the
+    dataset's own frame, where ground-truth points live.
+    """
+    from nerflite.mesh import extract_mesh
+
+    lo, hi = model.bounding_box()
+    color_fn = model.surface_color if colors else None
+    mesh = extract_mesh(model.scene_sdf, lo, hi, resolution, device=lo.device, color_fn=color_fn)
+    if world_from_scene is not None and len(mesh.faces):
+        mesh = mesh.transformed(world_from_scene)
+    return mesh

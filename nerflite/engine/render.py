@@ -18,10 +18,11 @@ from tqdm import tqdm
 
 from nerflite import camera_paths as paths
 from nerflite.cameras import Cameras, generate_rays, ndc_rays
+from nerflite.data.datamanager import eval_split
 from nerflite.data.scene import Scene
 from nerflite.engine import checkpoint as ckpt
 from nerflite.engine.distributed import pick_device
-from nerflite.engine.evaluate import image_metrics, render_image, visualisations
+from nerflite.engine.evaluate import image_metrics, render_image, sdf_mesh, visualisations
 from nerflite.engine.logging import to_uint8
 from nerflite.engine.setup import build_datamanager, build_model, build_scene
 from nerflite.rays import RayBundle
@@ -91,14 +92,50 @@ def camera_rays(scene: Scene, cams: Cameras, i: int) -> RayBundle:
     return rays
 
 
-def write_video(frames: list[np.ndarray], path: Path, fps: int) -> None:
-    """MP4 (H.264) through imageio's ffmpeg plugin; frames padded to even sizes as yuv420p needs."""
-    with imageio.get_writer(
-        path, format="FFMPEG", fps=fps, codec="libx264", quality=8, macro_block_size=1, pixelformat="yuv420p"
-    ) as writer:
-        for f in frames:
-            h, w = f.shape[:2]
-            writer.append_data(np.pad(f, ((0, h % 2), (0, w % 2), (0, 0)), mode="edge"))
+class VideoWriters:
+    """One MP4 per picture kind (rgb, depth, normals), H.264 through imageio's ffmpeg plugin; frames
+    are streamed to ffmpeg as they come (padded to even sizes, as yuv420p needs)."""
+
+    def __init__(self, folder: Path, fps: int, enabled: bool = True):
+        self.folder, self.fps, self.enabled = folder, fps, enabled
+        self.writers: dict[str, object] = {}
+
+    def append(self, name: str, frame: np.ndarray) -> None:
+        if not self.enabled:
+            return
+        if name not in self.writers:
+            self.writers[name] = imageio.get_writer(
+                self.folder / f"{name}.mp4",
+                format="FFMPEG",
+                fps=self.fps,
+                codec="libx264",
+                quality=8,
+                macro_block_size=1,
+                pixelformat="yuv420p",
+            )
+        h, w = frame.shape[:2]
+        self.writers[name].append_data(np.pad(frame, ((0, h % 2), (0, w % 2), (0, 0)), mode="edge"))
+
+    def close(self) -> None:
+        for writer in self.writers.values():
+            writer.close()
+
+
+def _frames(cfg: DictConfig, run_cfg, scene: Scene, kind: str, device):
+    """(view index, rays, batch with ground truth or None, height, width) per frame, made lazily."""
+    if kind == "test":
+        dm = build_datamanager(run_cfg, scene, device)
+        try:
+            for view in list(scene.splits.get("test") or eval_split(scene)):
+                rays, batch = dm.eval_image(view)
+                h, w = (int(v) for v in batch["image_hw"])
+                yield view, rays, batch, h, w
+        finally:
+            dm.close()
+        return
+    cams = path_cameras(scene, kind, cfg.frames, cfg.downscale, cfg.width)
+    for i in range(len(cams)):
+        yield i, camera_rays(scene, cams, i), None, int(cams.height[i]), int(cams.width[i])
 
 
 def render(cfg: DictConfig) -> Path:
@@ -113,36 +150,25 @@ def render(cfg: DictConfig) -> Path:
     chunk = cfg.chunk if cfg.chunk > 0 else int(run_cfg.model.get("chunk", 4096))
     print(f"rendering {kind} of {cfg.run} ({ckpt_path.name}) into {out}")
 
-    videos: dict[str, list[np.ndarray]] = {}
+    videos = VideoWriters(out, cfg.fps, enabled=cfg.video)
     per_view = []
-    if kind == "test":
-        dm = build_datamanager(run_cfg, scene, device)
-        try:
-            views = list(dm.iter_eval_images())
-        finally:
-            dm.close()
-        jobs = [(int(idx), rays, batch) for idx, rays, batch in views]
-    else:
-        cams = path_cameras(scene, kind, cfg.frames, cfg.downscale, cfg.width)
-        jobs = [(i, None, None) for i in range(len(cams))]
-    for frame, (idx, rays, batch) in enumerate(tqdm(jobs, desc="render", unit="frame")):
-        if rays is None:
-            rays = camera_rays(scene, cams, idx)
-            h, w = int(cams.height[idx]), int(cams.width[idx])
-        else:
-            h, w = (int(v) for v in batch["image_hw"])
-        outputs = render_image(model, rays, h, w, chunk)
-        gt = batch["rgb"].reshape(h, w, 3).float().cpu() if batch is not None else None
-        for name, img in visualisations(outputs).items():
-            pic = to_uint8(img)
-            (out / name).mkdir(exist_ok=True)
-            imageio.imwrite(out / name / f"{frame:05d}.png", pic)
-            videos.setdefault(name, []).append(pic)
-        if gt is not None:
-            per_view.append({"view": idx, **image_metrics(outputs["rgb"], gt)})
-    if cfg.video and videos:
-        for name, frames in videos.items():
-            write_video(frames, out / f"{name}.mp4", cfg.fps)
+    total = len(scene.splits.get("test") or eval_split(scene)) if kind == "test" else cfg.frames
+    try:
+        frames = _frames(cfg, run_cfg, scene, kind, device)
+        for frame, (view, rays, batch, h, w) in enumerate(
+            tqdm(frames, total=total, desc="render", unit="frame")
+        ):
+            outputs = render_image(model, rays, h, w, chunk)
+            for name, img in visualisations(outputs).items():
+                pic = to_uint8(img)
+                (out / name).mkdir(exist_ok=True)
+                imageio.imwrite(out / name / f"{frame:05d}.png", pic)
+                videos.append(name, pic)
+            if batch is not None:
+                gt = batch["rgb"].reshape(h, w, 3).float().cpu()
+                per_view.append({"view": view, **image_metrics(outputs["rgb"], gt)})
+    finally:
+        videos.close()
     if per_view:
         mean = {k: float(np.mean([v[k] for v in per_view])) for k in ("psnr", "ssim")}
         (out / "metrics.json").write_text(
@@ -150,13 +176,17 @@ def render(cfg: DictConfig) -> Path:
         )
         print(f"test views: PSNR {mean['psnr']:.2f} dB, SSIM {mean['ssim']:.4f} (mean of {len(per_view)})")
     if cfg.mesh:
-        _write_mesh(model, run_cfg, out / "mesh.ply", cfg.mesh_res)
+        _write_mesh(model, scene, out / "mesh.ply", cfg.mesh_res)
     print(f"wrote {out}")
     return out
 
 
-def _write_mesh(model, run_cfg, path: Path, res: int) -> None:
-    if run_cfg.model.name != "neus" or not hasattr(model, "extract_mesh"):
-        raise ValueError("mesh=true needs a NeuS run (model=neus)")
-    model.extract_mesh(resolution=res, path=path)
-    print(f"mesh: {path}")
+def _write_mesh(model, scene: Scene, path: Path, res: int) -> None:
+    """The SDF's zero level set as a coloured PLY, in the dataset's own world frame."""
+    if not hasattr(model, "scene_sdf"):
+        raise ValueError("mesh=true needs an SDF model (a run trained with model=neus)")
+    from nerflite.mesh import write_ply
+
+    mesh = sdf_mesh(model, res, colors=True, world_from_scene=scene.metadata.get("world_from_scene"))
+    write_ply(path, mesh)
+    print(f"mesh: {path} ({len(mesh.vertices)} vertices, {len(mesh.faces)} faces, grid {res}^3)")

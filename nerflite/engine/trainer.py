@@ -21,7 +21,7 @@ from omegaconf import DictConfig, OmegaConf
 
 from nerflite.engine import checkpoint as ckpt
 from nerflite.engine import distributed as D
-from nerflite.engine.evaluate import image_metrics, render_image, visualisations
+from nerflite.engine.evaluate import image_metrics, render_image, sdf_mesh, visualisations
 from nerflite.engine.logging import TBLogger, gpu_memory_mb, to_uint8
 from nerflite.engine.optim import make_optimizer, make_scheduler, scheduler_state
 from nerflite.engine.setup import build_datamanager, build_model, build_scene, seed_everything
@@ -354,19 +354,15 @@ def _evaluate(cfg, model, dm, logger: TBLogger, run_dir: Path, step: int, n_imag
             iio.imwrite(run_dir / "eval" / f"step_{step:07d}_view{int(idx):03d}.png", to_uint8(pics["rgb"]))
     metrics = {k: sum(m[k] for m in per_image) / len(per_image) for k in per_image[0]} if per_image else {}
     logger.scalars({f"eval/{k}": v for k, v in metrics.items()}, step)
-    if cfg.model.get("name") == "neus" and cfg.trainer.mesh_at_eval:
+    if cfg.trainer.mesh_at_eval:
         _log_mesh(model, logger, step, cfg.trainer.mesh_res)
     logger.flush()
     return {k: v for k, v in metrics.items() if not math.isnan(v)}
 
 
 def _log_mesh(model, logger: TBLogger, step: int, res: int) -> None:
-    """A coarse NeuS mesh for TensorBoard's mesh plugin (cheap at the default resolution 64)."""
-    if not logger.active or not hasattr(model, "extract_mesh"):
+    """A coarse mesh of an SDF model for TensorBoard's mesh plugin (cheap at the default resolution 64)."""
+    if not logger.active or not hasattr(model, "scene_sdf"):
         return
-    try:
-        vertices, faces = model.extract_mesh(resolution=res)[:2]
-    except (RuntimeError, ValueError) as e:  # e.g. no zero level set yet early in training
-        print(f"step {step}: no mesh for TensorBoard ({e})")
-        return
-    logger.mesh("eval/mesh", vertices, faces, step)
+    mesh = sdf_mesh(model, res)
+    logger.mesh("eval/mesh", mesh.vertices, mesh.faces, step)
