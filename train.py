@@ -24,7 +24,7 @@ def main(cfg: DictConfig) -> float | None:
     except (DatasetError, TrainingDiverged, FileNotFoundError) as e:
         print(f"error: {e}", file=sys.stderr)
         sys.exit(1)
-    print(f"run: {result.run_dir}")
+    print(f"run: {result.run_dir.resolve()}")
     return result.eval.get("psnr")  # the value a multirun sweeper optimises
 
 
