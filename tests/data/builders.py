@@ -102,3 +102,19 @@ def make_neus(root: Path, K: np.ndarray, c2w_scene: list[np.ndarray], scale_mat:
     for i in range(len(c2w_scene) if n_masks is None else n_masks):
         write_png(root / "mask" / f"{i:03d}.png", width, height, value=255)
     np.savez(root / name, **mats)
+
+
+FORWARD = np.diag([1.0, -1.0, -1.0])  # OpenCV camera looking down -z with image-up = +y
+K_TRUE = np.array([[100.0, 0.0, 21.0], [0.0, 102.0, 14.5], [0.0, 0.0, 1.0]])  # +0.5 pixel centres
+SCALE_MAT = np.array([[50.0, 0, 0, 3.0], [0, 50.0, 0, -2.0], [0, 0, 50.0, 600.0], [0, 0, 0, 1]])
+
+
+def forward_row(x: float) -> np.ndarray:
+    """A forward-facing OpenCV camera at (x, 0, 0) looking down -z."""
+    return np.concatenate([FORWARD, [[x], [0.0], [0.0]]], axis=1)
+
+
+def neus_cams(n=5) -> list[np.ndarray]:
+    """Cameras on an arc 3 units from the origin, looking at it (unit-sphere frame)."""
+    eyes = [np.array([3 * np.cos(a), -0.5, 3 * np.sin(a)]) for a in np.linspace(-1.0, 1.0, n)]
+    return [look_at_opencv(e, up=(0.0, -1.0, 0.0)) for e in eyes]

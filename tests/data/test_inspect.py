@@ -12,8 +12,16 @@ import numpy as np
 import pytest
 
 from nerflite.data.inspect import main
-from tests.data.builders import make_blender, make_llff, make_neus, write_png
-from tests.data.test_parsers import K_TRUE, SCALE_MAT, _neus_cams, _row
+from tests.data.builders import (
+    K_TRUE,
+    SCALE_MAT,
+    forward_row,
+    make_blender,
+    make_llff,
+    make_neus,
+    neus_cams,
+    write_png,
+)
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -45,13 +53,13 @@ def test_inspect_blender_json(tmp_path, capsys):
 
 
 def test_inspect_llff_and_neus_json(tmp_path, capsys):
-    make_llff(tmp_path / "l", [_row(x) for x in np.linspace(-1, 1, 9)], width=64, height=48, focal=50.0,
-              folders={"images_4": (16, 12)})
+    rig = [forward_row(x) for x in np.linspace(-1, 1, 9)]
+    make_llff(tmp_path / "l", rig, width=64, height=48, focal=50.0, folders={"images_4": (16, 12)})
     code, out, _ = run_main(capsys, tmp_path / "l", "--json", "--downscale", "4")
     rec = last_json(out)
     assert code == 0 and rec["format"] == "llff" and rec["ndc"] and (rec["near"], rec["far"]) == (0.0, 1.0)
     assert (rec["width"], rec["height"], rec["fx"]) == (16, 12, 12.5) and rec["n_images"]["test"] == 2
-    make_neus(tmp_path / "n", K_TRUE, _neus_cams(4), SCALE_MAT)
+    make_neus(tmp_path / "n", K_TRUE, neus_cams(4), SCALE_MAT)
     code, out, _ = run_main(capsys, tmp_path / "n", "--json")
     rec = last_json(out)
     assert code == 0 and rec["format"] == "neus" and rec["masks"] and rec["radius"] == 1.0
@@ -73,6 +81,16 @@ def test_inspect_warns_about_suspicious_data(tmp_path, capsys):
     assert "do not face the scene centre" in warnings and "views 1" in warnings
     assert "focal mismatch" in warnings
     assert "different sizes" in warnings and "WARNING" in out
+
+
+def test_inspect_warns_about_a_camera_facing_backwards_in_forward_facing_data(tmp_path, capsys):
+    rig = [forward_row(x) for x in np.linspace(-1, 1, 6)]
+    rig[4] = np.concatenate([np.diag([-1.0, -1.0, 1.0]), rig[4][:, 3:]], axis=1)  # turned around: looks +z
+    make_llff(tmp_path, rig)
+    code, out, _ = run_main(capsys, tmp_path, "--json")
+    warnings = last_json(out)["warnings"]
+    assert code == 0 and len(warnings) == 1
+    assert "do not look down -z" in warnings[0] and "views 4" in warnings[0]
 
 
 def _truncate(path: Path) -> None:
@@ -111,9 +129,9 @@ def _build(kind: str, root: Path) -> None:
     if kind == "blender":
         make_blender(root, n=3)
     elif kind == "llff":
-        make_llff(root, [_row(x) for x in (-1.0, 0.0, 1.0)])
+        make_llff(root, [forward_row(x) for x in (-1.0, 0.0, 1.0)])
     else:
-        make_neus(root, K_TRUE, _neus_cams(3), SCALE_MAT)
+        make_neus(root, K_TRUE, neus_cams(3), SCALE_MAT)
 
 
 @pytest.mark.parametrize("case", list(BAD))
@@ -131,7 +149,7 @@ def test_inspect_bad_input_one_line_naming_the_file(tmp_path, capsys, case):
 
 
 def test_inspect_cli_subprocess_exit_code_and_message(tmp_path):
-    make_llff(tmp_path, [_row(x) for x in (-1.0, 0.0, 1.0)])
+    make_llff(tmp_path, [forward_row(x) for x in (-1.0, 0.0, 1.0)])
     np.save(tmp_path / "poses_bounds.npy", np.zeros((3, 15)))
     env = dict(os.environ, PYTHONPATH=str(REPO))
     proc = subprocess.run([sys.executable, "-m", "nerflite.data.inspect", str(tmp_path), "--json"],

@@ -13,10 +13,14 @@ from nerflite.cameras import generate_rays, project
 from nerflite.data.parsers import DatasetConfig, detect_format, load_scene
 from nerflite.data.scene import DatasetError
 from tests.data.builders import (
+    K_TRUE,
+    SCALE_MAT,
+    forward_row,
     look_at_opencv,
     make_blender,
     make_llff,
     make_neus,
+    neus_cams,
     opencv_to_opengl_4x4,
     write_png,
 )
@@ -66,7 +70,7 @@ def test_blender_three_splits_and_file_names(tmp_path):
 
 def test_blender_downscale_scales_intrinsics(tmp_path):
     make_blender(tmp_path, n=2, width=16, height=12, angle_x=0.8)
-    scene = load_scene(DatasetConfig(path=str(tmp_path), downscale=2, background=[0, 0, 0]))
+    scene = load_scene(tmp_path, downscale=2, background=[0, 0, 0])
     torch.testing.assert_close(scene.cameras.fx, torch.full((2,), 4.0 / math.tan(0.4)))
     torch.testing.assert_close(scene.cameras.cx, torch.full((2,), 4.0))
     assert scene.cameras.width.tolist() == [8, 8] and scene.cameras.height.tolist() == [6, 6]
@@ -135,6 +139,23 @@ def test_blender_bounds_follow_scale_of_small_captures(tmp_path):
     assert scene.sphere_radius == pytest.approx(0.5, abs=1e-3) and scene.metadata["warnings"]
 
 
+def test_blender_single_file_capture_centred_on_its_focus(tmp_path):
+    target = np.array([5.0, -3.0, 2.0])
+    angles = np.linspace(0, 2 * np.pi, 6, endpoint=False)
+    eyes = [target + [4 * np.cos(a), 4 * np.sin(a), 0.5] for a in angles]
+    frames = []
+    for i, eye in enumerate(eyes):
+        write_png(tmp_path / "images" / f"{i}.png", 16, 12)
+        frames.append({"file_path": f"images/{i}.png",
+                       "transform_matrix": opencv_to_opengl_4x4(look_at_opencv(eye, target))})
+    (tmp_path / "transforms.json").write_text(json.dumps({"camera_angle_x": 0.8, "frames": frames}))
+    scene = load_scene(tmp_path)
+    torch.testing.assert_close(scene.sphere_center, torch.tensor(target, dtype=torch.float32))
+    assert (scene.near, scene.far) == (2.0, 6.0) and scene.metadata["warnings"] == []
+    orbit = scene.render_c2w[:, :, 3] - scene.sphere_center
+    torch.testing.assert_close(orbit.norm(dim=-1), torch.full((120,), math.hypot(4, 0.5)))
+
+
 def test_blender_render_path_orbits_and_looks_at_centre(tmp_path):
     make_blender(tmp_path, n=8)
     scene = load_scene(DatasetConfig(path=str(tmp_path), render_frames=10))
@@ -181,20 +202,14 @@ def test_blender_bad_inputs_name_the_file(tmp_path, case):
 
 # ----------------------------------------------------------------------------- LLFF
 
-FORWARD = np.diag([1.0, -1.0, -1.0])  # OpenCV camera looking down -z with image-up = +y
-
-
-def _row(x: float) -> np.ndarray:
-    return np.concatenate([FORWARD, [[x], [0.0], [0.0]]], axis=1)
-
-
 def test_llff_column_reorder_rescale_and_ndc_frame(tmp_path):
     """Three cameras looking down -z around the origin: recentring is the identity, so the parsed
     poses are the written ones scaled by 1 / (min bound * 0.75)."""
-    make_llff(tmp_path, [_row(-1.0), _row(0.0), _row(1.0)], bounds=(2.0, 10.0))
+    make_llff(tmp_path, [forward_row(-1.0), forward_row(0.0), forward_row(1.0)], bounds=(2.0, 10.0))
     scene = load_scene(DatasetConfig(path=str(tmp_path)))
     scale = 1.0 / (2.0 * 0.75)
-    expected = torch.tensor(np.stack([_row(-scale), _row(0.0), _row(scale)]), dtype=torch.float32)
+    expected = np.stack([forward_row(-scale), forward_row(0.0), forward_row(scale)])
+    expected = torch.tensor(expected, dtype=torch.float32)
     torch.testing.assert_close(scene.cameras.c2w, expected, atol=1e-6, rtol=0)
     assert scene.ndc and scene.near == 0.0 and scene.far == 1.0
     assert scene.metadata["ndc_near_plane"] == 1.0 and scene.metadata["bounds"].min() == pytest.approx(4 / 3)
@@ -205,7 +220,7 @@ def test_llff_column_reorder_rescale_and_ndc_frame(tmp_path):
 
 
 def test_llff_focal_scaled_to_images_on_disk(tmp_path):
-    cams = [_row(x) for x in (-0.5, 0.0, 0.5)]
+    cams = [forward_row(x) for x in (-0.5, 0.0, 0.5)]
     make_llff(tmp_path, cams, width=64, height=48, focal=50.0,
               folders={"images": (64, 48), "images_4": (16, 12)})
     s4 = load_scene(DatasetConfig(path=str(tmp_path), downscale=4))
@@ -266,7 +281,7 @@ def test_llff_world_from_scene_undoes_recentre_and_rescale(tmp_path, spherify):
 
 
 def test_llff_holdout_every_8th(tmp_path):
-    make_llff(tmp_path, [_row(x) for x in np.linspace(-1, 1, 17)])
+    make_llff(tmp_path, [forward_row(x) for x in np.linspace(-1, 1, 17)])
     splits = load_scene(DatasetConfig(path=str(tmp_path))).splits
     assert splits["test"] == [0, 8, 16] == splits["val"] and len(splits["train"]) == 14
 
@@ -285,7 +300,7 @@ LLFF_BREAKS = {
 @pytest.mark.parametrize("case", list(LLFF_BREAKS))
 def test_llff_bad_inputs_name_the_file(tmp_path, case):
     breaks, names, says = LLFF_BREAKS[case]
-    make_llff(tmp_path, [_row(x) for x in (-1.0, 0.0, 1.0)])
+    make_llff(tmp_path, [forward_row(x) for x in (-1.0, 0.0, 1.0)])
     breaks(tmp_path)
     with pytest.raises(DatasetError) as e:
         load_scene(DatasetConfig(path=str(tmp_path)))
@@ -298,17 +313,8 @@ def test_llff_bad_inputs_name_the_file(tmp_path, case):
 
 # ----------------------------------------------------------------------------- NeuS / DTU
 
-K_TRUE = np.array([[100.0, 0.0, 21.0], [0.0, 102.0, 14.5], [0.0, 0.0, 1.0]])
-SCALE_MAT = np.array([[50.0, 0, 0, 3.0], [0, 50.0, 0, -2.0], [0, 0, 50.0, 600.0], [0, 0, 0, 1]])
-
-
-def _neus_cams(n=5):
-    eyes = [np.array([3 * np.cos(a), -0.5, 3 * np.sin(a)]) for a in np.linspace(-1.0, 1.0, n)]
-    return [look_at_opencv(e, up=(0.0, -1.0, 0.0)) for e in eyes]
-
-
 def test_neus_projection_decomposes_back_to_k_r_t(tmp_path):
-    cams = _neus_cams()
+    cams = neus_cams()
     make_neus(tmp_path, K_TRUE, cams, SCALE_MAT)
     scene = load_scene(DatasetConfig(path=str(tmp_path), holdout=0))
     c = scene.cameras
@@ -322,19 +328,24 @@ def test_neus_projection_decomposes_back_to_k_r_t(tmp_path):
     assert scene.sphere_radius == 1.0 and scene.near == pytest.approx(math.hypot(3, 0.5) - 1)
     assert scene.far == pytest.approx(math.hypot(3, 0.5) + 1)
     assert [p.name for p in scene.mask_paths][:2] == ["000.png", "001.png"]
+    # the views cover 2 radians of azimuth: the default path sweeps that arc, never the back
+    centres = scene.render_c2w[:, :, 3].double()
+    azimuth = torch.atan2(centres[:, 2], centres[:, 0])
+    assert azimuth.min() >= -1.0 - 1e-4 and azimuth.max() <= 1.0 + 1e-4
+    assert azimuth.max() - azimuth.min() > 1.9
     half = load_scene(DatasetConfig(path=str(tmp_path), downscale=2))
     torch.testing.assert_close(half.cameras.cx, torch.full((5,), 10.5))
     assert half.cameras.width.tolist() == [20] * 5 and half.splits["test"] == [0]
 
 
 def test_neus_decomposition_handles_negative_scale_and_fallback_file(tmp_path):
-    make_neus(tmp_path, K_TRUE, _neus_cams(3), SCALE_MAT, name="cameras.npz")
+    make_neus(tmp_path, K_TRUE, neus_cams(3), SCALE_MAT, name="cameras.npz")
     data = dict(np.load(tmp_path / "cameras.npz"))
     data["world_mat_1"] = -data["world_mat_1"]  # P is only defined up to scale, sign included
     np.savez(tmp_path / "cameras.npz", **data)
     scene = load_scene(DatasetConfig(path=str(tmp_path), masks=False))
     assert scene.mask_paths is None and scene.metadata["cameras_file"] == "cameras.npz"
-    torch.testing.assert_close(scene.cameras.c2w[1], torch.tensor(_neus_cams(3)[1], dtype=torch.float32),
+    torch.testing.assert_close(scene.cameras.c2w[1], torch.tensor(neus_cams(3)[1], dtype=torch.float32),
                                atol=1e-5, rtol=0)
 
 
@@ -360,7 +371,7 @@ NEUS_BREAKS = {
 @pytest.mark.parametrize("case", list(NEUS_BREAKS))
 def test_neus_bad_inputs_name_the_file(tmp_path, case):
     breaks, names, says = NEUS_BREAKS[case]
-    make_neus(tmp_path, K_TRUE, _neus_cams(3), SCALE_MAT)
+    make_neus(tmp_path, K_TRUE, neus_cams(3), SCALE_MAT)
     breaks(tmp_path)
     with pytest.raises(DatasetError) as e:
         load_scene(DatasetConfig(path=str(tmp_path)))

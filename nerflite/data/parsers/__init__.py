@@ -56,8 +56,16 @@ def detect_format(path: str | Path, cameras_file: str = "cameras_sphere.npz") ->
     )
 
 
-def load_scene(cfg: DatasetConfig) -> Scene:
-    """Parse the dataset that ``cfg`` names into a Scene (cameras, image paths, splits, bounds)."""
+def load_scene(cfg: DatasetConfig | str | Path, **overrides) -> Scene:
+    """Parse the dataset that ``cfg`` names into a Scene (cameras, image paths, splits, bounds).
+
+    ``cfg`` may also be the dataset folder; keyword ``overrides`` replace config fields
+    (``load_scene("data/fern", downscale=8)``).
+    """
+    if isinstance(cfg, (str, Path)):
+        cfg = DatasetConfig(path=str(cfg))
+    if overrides:
+        cfg = replace(cfg, **overrides)
     if not cfg.path:
         raise DatasetError("<dataset.path>", "no dataset path given")
     root = Path(cfg.path)

@@ -14,7 +14,9 @@ sphere is centred at the origin with the largest radius whose every point lies w
 near/far see the same content. When the cameras are not between 2 and 6 units from the origin
 (a differently scaled capture), bounds follow the scale instead: radius = half the nearest
 camera distance, near = nearest distance - radius, far = farthest distance + radius (this rule
-gives 2 / 6 on the classic scenes too).
+gives 2 / 6 on the classic scenes too). A single-file capture is centred (sphere centre, render
+orbit) on the point its cameras look at, when nearly all of them face one point; the coordinates
+themselves are never moved.
 """
 
 from __future__ import annotations
@@ -32,6 +34,7 @@ from nerflite.data.images import image_size
 from nerflite.data.parsers.common import (
     IMAGE_EXTENSIONS,
     clean_rotations,
+    focus_point,
     holdout_splits,
     make_cameras,
     orbit_path,
@@ -129,6 +132,14 @@ def frame_pose(frame: dict, json_path: Path, i: int) -> np.ndarray:
     return m[:3, :4]
 
 
+def capture_center(c2w: np.ndarray) -> np.ndarray:
+    """Centre of a single-file capture: the point the cameras look at when (nearly) all of them
+    face it, else the origin."""
+    focus = focus_point(c2w)
+    in_front = np.einsum("ni,ni->n", focus - c2w[:, :, 3], c2w[:, :, 2]) > 0  # [n]
+    return focus if len(c2w) >= 3 and in_front.mean() >= 0.9 else np.zeros(3)
+
+
 def load_blender(cfg: DatasetConfig) -> Scene:
     root = Path(cfg.path)
     split_files = {s: root / f"transforms_{s}.json" for s in SPLITS}
@@ -182,7 +193,8 @@ def load_blender(cfg: DatasetConfig) -> Scene:
     source = next(iter(present.values())) if len(present) == 1 else root
     c2w = clean_rotations(np.stack(poses), source, notes)
     c2w = opengl_to_opencv(torch.from_numpy(c2w)).numpy()  # [n, 3, 4] the one axis conversion
-    center = np.zeros(3)
+    single_file = present["train"].name == "transforms.json"
+    center = capture_center(c2w) if single_file else np.zeros(3)
     dist = np.linalg.norm(c2w[:, :, 3] - center, axis=-1)
     near = CLASSIC_NEAR if cfg.near is None else float(cfg.near)
     far = CLASSIC_FAR if cfg.far is None else float(cfg.far)
@@ -192,7 +204,7 @@ def load_blender(cfg: DatasetConfig) -> Scene:
         near = float(dist.min()) - radius if cfg.near is None else near
         far = float(dist.max()) + radius if cfg.far is None else far
         notes.append(
-            f"cameras are {dist.min():.3g}-{dist.max():.3g} units from the origin, outside the classic "
+            f"cameras are {dist.min():.3g}-{dist.max():.3g} units from the scene centre, outside the classic "
             f"near/far 2/6: using near {near:.3g}, far {far:.3g}, radius {radius:.3g} from camera distances"
         )
     background = (1.0, 1.0, 1.0) if cfg.background is None else tuple(float(c) for c in cfg.background)
@@ -206,7 +218,7 @@ def load_blender(cfg: DatasetConfig) -> Scene:
         near=near,
         far=far,
         background=background,
-        sphere_center=torch.zeros(3),
+        sphere_center=torch.as_tensor(center, dtype=torch.float32),
         sphere_radius=radius,
         ndc=False,
         render_c2w=torch.as_tensor(orbit_path(c2w, center, cfg.render_frames), dtype=torch.float32),

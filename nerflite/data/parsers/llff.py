@@ -195,17 +195,17 @@ def load_llff(cfg: DatasetConfig) -> Scene:
         c2w, bounds = transform_poses(sphere, c2w, bounds)
         scene_from_world = sphere @ scene_from_world
 
+    c2w_cv = opengl_to_opencv(torch.from_numpy(c2w)).numpy()  # 5. the one axis conversion
     ndc = bool(cfg.ndc and not cfg.spherify)
     if cfg.spherify:
         center, radius = np.zeros(3), 1.0
-        render = orbit_path(opengl_to_opencv(torch.from_numpy(c2w)).numpy(), center, cfg.render_frames)
+        render = orbit_path(c2w_cv, center, cfg.render_frames)
     else:
         # rough sphere around the viewed content: on the mean optical axis, spanning the bounds
         mid = 0.5 * (bounds.min() + bounds.max())
         center = np.array([0.0, 0.0, -mid])
         radius = 0.5 * (bounds.max() - bounds.min()) + float(np.abs(c2w[:, :, 3]).max())
         render = spiral_path(c2w, bounds, cfg.render_frames)
-    c2w_cv = opengl_to_opencv(torch.from_numpy(c2w)).numpy()  # 5. the one axis conversion
     return Scene(
         format="llff",
         root=root,
