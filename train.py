@@ -5,6 +5,7 @@ The configuration lives in conf/ (see docs/usage.md); this file only hands it to
 `nerflite.engine.trainer.train`.
 """
 
+import os
 import sys
 
 import hydra
@@ -24,9 +25,12 @@ def main(cfg: DictConfig) -> float | None:
     except (DatasetError, TrainingDiverged, FileNotFoundError) as e:
         print(f"error: {e}", file=sys.stderr)
         sys.exit(1)
-    print(f"run: {result.run_dir.resolve()}")
+    if int(os.environ.get("RANK", "0")) == 0:
+        print(f"run: {result.run_dir.resolve()}")
     return result.eval.get("psnr")  # the value a multirun sweeper optimises
 
 
 if __name__ == "__main__":
+    if int(os.environ.get("RANK", "0")) > 0:  # under torchrun, rank 0 alone makes the run folder
+        sys.argv += ["hydra.run.dir=.", "hydra.output_subdir=null", "hydra/job_logging=disabled"]
     main()

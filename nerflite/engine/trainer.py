@@ -269,9 +269,9 @@ def _train(cfg: DictConfig, info: D.DistInfo, run_dir) -> TrainResult:
 
 def _diverged(step: int, loss, losses: dict, run_dir: Path) -> TrainingDiverged:
     last = ckpt.latest(run_dir)
-    parts = ", ".join(f"{k}={float(v):.4g}" for k, v in losses.items())
+    parts = ", ".join(f"{k}={float(v.detach()):.4g}" for k, v in losses.items())
     return TrainingDiverged(
-        f"loss is {float(loss)} at step {step} ({parts}); stopping. "
+        f"loss is {float(loss.detach())} at step {step} ({parts}); stopping. "
         f"Last good checkpoint: {last if last else 'none written yet'}. "
         "Try a lower trainer.lr, trainer.grad_clip, or trainer.amp=false."
     )
