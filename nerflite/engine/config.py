@@ -14,8 +14,6 @@ Component fields are never repeated here: the schemas are (or subclass) the comp
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from datetime import datetime
-from pathlib import Path
 from typing import Any
 
 from hydra.core.config_store import ConfigStore
@@ -101,24 +99,12 @@ class RenderConfig:
 MODEL_SCHEMAS = {"nerf": NeRFConfig, "neus": NeuSConfig}  # model.name -> its config dataclass
 
 
-def run_dir(output_root: str, name: str, resume) -> str:
-    """The folder of a run: the resumed run's own folder with ``resume``, else a new
-    ``<output_root>/<name>/<date_time>`` (the ``nerflite_run_dir`` resolver of ``conf/config.yaml``)."""
-    from nerflite.engine.trainer import find_resume_checkpoint, run_dir_of_checkpoint
-
-    try:
-        found = find_resume_checkpoint(resume, output_root, name)
-    except FileNotFoundError:  # train() reports it, with a clear message
-        found = None
-    if found is not None:
-        return str(run_dir_of_checkpoint(found))
-    return str(Path(output_root, name, datetime.now().strftime("%Y-%m-%d_%H-%M-%S")))
-
-
 def register_configs() -> None:
     """Register the schemas with Hydra's ConfigStore and the run-folder resolver (idempotent)."""
     if not OmegaConf.has_resolver("nerflite_run_dir"):
-        OmegaConf.register_new_resolver("nerflite_run_dir", run_dir, use_cache=True)
+        from nerflite.engine.runs import hydra_run_dir
+
+        OmegaConf.register_new_resolver("nerflite_run_dir", hydra_run_dir, use_cache=True)
     cs = ConfigStore.instance()
     cs.store(name="train_schema", node=TrainConfig)
     cs.store(name="render_schema", node=RenderConfig)

@@ -2,10 +2,14 @@
 
 from __future__ import annotations
 
+import math
+from pathlib import Path
+
+import imageio.v3 as iio
 import torch
 from torch import Tensor
 
-from nerflite.engine.logging import colorize_depth, normals_to_rgb
+from nerflite.engine.logging import TBLogger, colorize_depth, normals_to_rgb, to_uint8
 from nerflite.metrics import psnr, ssim
 from nerflite.models.base import Model, render_rays_chunked
 from nerflite.rays import RayBundle
@@ -64,3 +68,38 @@ def sdf_mesh(model: Model, resolution: int, colors: bool = False, world_from_sce
     if world_from_scene is not None and len(mesh.faces):
         mesh = mesh.transformed(world_from_scene)
     return mesh
+
+
+def evaluate_and_log(cfg, model, dm, logger: TBLogger, run_dir: Path, step: int, n_images: int) -> dict[str, float]:
+    """Render held-out images; log PSNR / SSIM (mean over them) and the first image's pictures."""
+    chunk = int(cfg.model.get("chunk", 4096))
+    per_image = []
+    if n_images == 0:
+        source = dm.iter_eval_images()
+    else:
+        source = (dm.next_eval_image(step * 1000 + i) for i in range(n_images))
+    for i, (idx, rays, batch) in enumerate(source):
+        h, w = (int(v) for v in batch["image_hw"])
+        out = render_image(model, rays, h, w, chunk)
+        gt = batch["rgb"].reshape(h, w, 3).float().cpu()
+        per_image.append(image_metrics(out["rgb"], gt))
+        if i == 0:
+            pics = visualisations(out, gt)
+            for name, img in pics.items():
+                logger.image(f"eval/{name}", img, step)
+            (run_dir / "eval").mkdir(exist_ok=True)
+            iio.imwrite(run_dir / "eval" / f"step_{step:07d}_view{int(idx):03d}.png", to_uint8(pics["rgb"]))
+    metrics = {k: sum(m[k] for m in per_image) / len(per_image) for k in per_image[0]} if per_image else {}
+    logger.scalars({f"eval/{k}": v for k, v in metrics.items()}, step)
+    if cfg.trainer.mesh_at_eval:
+        log_mesh(model, logger, step, cfg.trainer.mesh_res)
+    logger.flush()
+    return {k: v for k, v in metrics.items() if not math.isnan(v)}
+
+
+def log_mesh(model, logger: TBLogger, step: int, res: int) -> None:
+    """A coarse mesh of an SDF model for TensorBoard's mesh plugin (cheap at the default resolution 64)."""
+    if not logger.active or not hasattr(model, "scene_sdf"):
+        return
+    mesh = sdf_mesh(model, res)
+    logger.mesh("eval/mesh", mesh.vertices, mesh.faces, step)

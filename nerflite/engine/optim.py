@@ -23,9 +23,7 @@ from torch import nn
 SCHEDULES = ("exp", "cosine", "constant")
 
 
-def lr_factor(
-    step: int, lr: float, lr_final: float, schedule: str, warmup_steps: int, decay_steps: int
-) -> float:
+def lr_factor(step: int, lr: float, lr_final: float, schedule: str, warmup_steps: int, decay_steps: int) -> float:
     """Multiplier of the peak learning rate at ``step`` (0-based)."""
     if warmup_steps > 0 and step < warmup_steps:
         return step / warmup_steps

@@ -35,9 +35,7 @@ def load_run(run: str | Path, ckpt_path: str | Path | None, device: torch.device
     run = Path(run)
     path = Path(ckpt_path) if ckpt_path else ckpt.latest(run)
     if path is None or not path.is_file():
-        raise FileNotFoundError(
-            f"no checkpoint in {run / ckpt.CKPT_DIR}" if not ckpt_path else f"{path}: not a file"
-        )
+        raise FileNotFoundError(f"no checkpoint in {run / ckpt.CKPT_DIR}" if not ckpt_path else f"{path}: not a file")
     state = ckpt.load_checkpoint(path, map_location=device)
     run_cfg = OmegaConf.create(state["config"])
     scene = build_scene(run_cfg.dataset)
@@ -155,9 +153,7 @@ def render(cfg: DictConfig) -> Path:
     total = len(scene.splits.get("test") or eval_split(scene)) if kind == "test" else cfg.frames
     try:
         frames = _frames(cfg, run_cfg, scene, kind, device)
-        for frame, (view, rays, batch, h, w) in enumerate(
-            tqdm(frames, total=total, desc="render", unit="frame")
-        ):
+        for frame, (view, rays, batch, h, w) in enumerate(tqdm(frames, total=total, desc="render", unit="frame")):
             outputs = render_image(model, rays, h, w, chunk)
             for name, img in visualisations(outputs).items():
                 pic = to_uint8(img)

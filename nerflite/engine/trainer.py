@@ -9,11 +9,9 @@ holds the state after ``k`` completed steps, and resuming from it runs step ``k`
 
 from __future__ import annotations
 
-import math
 import signal
 import time
 from dataclasses import dataclass, field
-from datetime import datetime
 from pathlib import Path
 
 import torch
@@ -21,9 +19,10 @@ from omegaconf import DictConfig, OmegaConf
 
 from nerflite.engine import checkpoint as ckpt
 from nerflite.engine import distributed as D
-from nerflite.engine.evaluate import image_metrics, render_image, sdf_mesh, visualisations
-from nerflite.engine.logging import TBLogger, gpu_memory_mb, to_uint8
+from nerflite.engine.evaluate import evaluate_and_log
+from nerflite.engine.logging import TBLogger, gpu_memory_mb
 from nerflite.engine.optim import make_optimizer, make_scheduler, scheduler_state
+from nerflite.engine.runs import default_run_dir, find_resume_checkpoint, run_dir_of_checkpoint
 from nerflite.engine.setup import build_datamanager, build_model, build_scene, seed_everything
 
 
@@ -41,44 +40,56 @@ class TrainResult:
 
 
 # ------------------------------------------------------------------------------------------------
-# Run folders and resume
+# What a run trains, and what its checkpoints hold
 
 
-def find_resume_checkpoint(resume, output_root: str, name: str) -> Path | None:
-    """``resume``: false -> None; true -> latest checkpoint of the newest run of ``name`` that has one;
-    a path -> that checkpoint file, or the latest checkpoint of that run folder."""
-    if resume is None or resume is False or (isinstance(resume, str) and resume.lower() in ("", "false")):
-        return None
-    if resume is True or (isinstance(resume, str) and resume.lower() == "true"):
-        runs = sorted((p for p in Path(output_root, name).glob("*") if p.is_dir()), reverse=True)
-        for run in runs:
-            found = ckpt.latest(run)
-            if found is not None:
-                return found
-        raise FileNotFoundError(
-            f"resume=true: no run of '{name}' with a checkpoint under {Path(output_root, name)}"
-        )
-    path = Path(str(resume))
-    if path.is_file():
-        return path
-    found = ckpt.latest(path) if path.is_dir() else None
-    if found is None:
-        raise FileNotFoundError(f"resume={resume}: no checkpoint found there")
-    return found
+@dataclass
+class _Parts:
+    model: torch.nn.Module
+    dm: object  # nerflite.data.datamanager.DataManager
+    optimizer: torch.optim.Optimizer
+    scheduler: torch.optim.lr_scheduler.LambdaLR
+    scaler: torch.amp.GradScaler
 
+    @staticmethod
+    def build(cfg: DictConfig, info: D.DistInfo) -> _Parts:
+        """Scene, model, datamanager and optimizer; seeded, so every rank starts from the same weights."""
+        seed_everything(cfg.seed)
+        if info.is_main:  # generate a synthetic scene once, before the other ranks read it
+            scene = build_scene(cfg.dataset)
+        D.barrier(info)
+        if not info.is_main:
+            scene = build_scene(cfg.dataset)
+        model = build_model(cfg.model, scene).to(info.device)
+        dm = build_datamanager(cfg, scene, info.device, info.rank, info.world_size)
+        optimizer = make_optimizer(model, cfg.trainer)
+        scheduler = make_scheduler(optimizer, cfg.trainer, model)
+        fp16 = str(cfg.model.get("amp", "none")) == "fp16" and info.device.type == "cuda"
+        scaler = torch.amp.GradScaler(info.device.type, enabled=fp16)
+        return _Parts(model, dm, optimizer, scheduler, scaler)
 
-def run_dir_of_checkpoint(path: Path) -> Path:
-    return path.parent.parent if path.parent.name == ckpt.CKPT_DIR else path.parent
+    def state(self, resolved_config: str) -> dict:
+        """Everything a resume needs, as tensors and plain data (``torch.load(weights_only=True)``)."""
+        return {
+            "model": self.model.state_dict(),
+            "optimizer": self.optimizer.state_dict(),
+            "scheduler": scheduler_state(self.scheduler),
+            "scaler": self.scaler.state_dict(),
+            "datamanager": self.dm.state_dict(),
+            "rng": ckpt.rng_state(),
+            "config": resolved_config,
+        }
 
-
-def default_run_dir(cfg: DictConfig) -> Path:
-    """Hydra's run folder when running under Hydra, else <output_root>/<name>/<date_time>."""
-    try:
-        from hydra.core.hydra_config import HydraConfig
-
-        return Path(HydraConfig.get().runtime.output_dir)
-    except (ValueError, ImportError):
-        return Path(cfg.output_root, cfg.name, datetime.now().strftime("%Y-%m-%d_%H-%M-%S"))
+    def restore(self, state: dict) -> int:
+        """Load a checkpoint's state; returns its step (the next step to run)."""
+        self.model.load_state_dict(state["model"])
+        self.optimizer.load_state_dict(state["optimizer"])
+        n_groups = len(self.optimizer.param_groups)
+        self.scheduler.load_state_dict({**state["scheduler"], "lr_lambdas": [None] * n_groups})
+        self.scaler.load_state_dict(state["scaler"])
+        self.dm.load_state_dict(state["datamanager"])
+        ckpt.set_rng_state(state["rng"])
+        return int(state["step"])
 
 
 # ------------------------------------------------------------------------------------------------
@@ -139,28 +150,11 @@ def _train(cfg: DictConfig, info: D.DistInfo, run_dir) -> TrainResult:
     run_dir = Path(D.broadcast_object(str(run_dir), info))
 
     cfg = _with_amp(cfg)
-    seed_everything(cfg.seed)
-    if info.is_main:  # generate a synthetic scene once, before the other ranks read it
-        scene = build_scene(cfg.dataset)
-    D.barrier(info)
-    if not info.is_main:
-        scene = build_scene(cfg.dataset)
-    model = build_model(cfg.model, scene).to(device)
-    dm = build_datamanager(cfg, scene, device, info.rank, info.world_size)
-    optimizer = make_optimizer(model, tcfg)
-    scheduler = make_scheduler(optimizer, tcfg, model)
-    scaler = torch.amp.GradScaler(device.type, enabled=_uses_fp16(cfg) and device.type == "cuda")
-
+    parts = _Parts.build(cfg, info)
+    model, dm = parts.model, parts.dm
     start = 0
     if resume_from is not None:
-        state = ckpt.load_checkpoint(resume_from, map_location=device)
-        model.load_state_dict(state["model"])
-        optimizer.load_state_dict(state["optimizer"])
-        scheduler.load_state_dict({**state["scheduler"], "lr_lambdas": [None] * len(optimizer.param_groups)})
-        scaler.load_state_dict(state["scaler"])
-        dm.load_state_dict(state["datamanager"])
-        ckpt.set_rng_state(state["rng"])
-        start = int(state["step"])
+        start = parts.restore(ckpt.load_checkpoint(resume_from, map_location=device))
         if info.is_main:
             print(f"resuming {run_dir} from {resume_from.name} (step {start})")
 
@@ -175,16 +169,7 @@ def _train(cfg: DictConfig, info: D.DistInfo, run_dir) -> TrainResult:
     def save(step: int) -> Path | None:
         if not info.is_main:
             return None
-        state = {
-            "model": model.state_dict(),
-            "optimizer": optimizer.state_dict(),
-            "scheduler": scheduler_state(scheduler),
-            "scaler": scaler.state_dict(),
-            "datamanager": dm.state_dict(),
-            "rng": ckpt.rng_state(),
-            "config": resolved,
-        }
-        return ckpt.save_checkpoint(run_dir, step, state, keep=tcfg.keep_ckpts)
+        return ckpt.save_checkpoint(run_dir, step, parts.state(resolved), keep=tcfg.keep_ckpts)
 
     rays_per_step = cfg.datamanager.rays_per_batch * info.world_size
     bar = _progress(tcfg, start, info)
@@ -201,26 +186,7 @@ def _train(cfg: DictConfig, info: D.DistInfo, run_dir) -> TrainResult:
                 outputs = ddp_model(rays)
                 losses = model.losses(outputs, batch)
                 loss = sum(losses.values())
-                # One small all-reduce per step: mean loss for logs, any rank non-finite, any rank stopping.
-                flags = torch.stack(
-                    [
-                        loss.detach().float(),
-                        (~torch.isfinite(loss)).float(),
-                        torch.tensor(float(stop.requested), device=loss.device),
-                    ]
-                )
-                flags = D.all_reduce_mean(flags, info)
-                loss_value, bad, stopping = float(flags[0]), float(flags[1]) > 0, float(flags[2]) > 0
-                if bad:
-                    raise _diverged(step, loss, losses, run_dir)
-                optimizer.zero_grad(set_to_none=True)
-                scaler.scale(loss).backward()
-                if tcfg.grad_clip > 0:
-                    scaler.unscale_(optimizer)
-                    torch.nn.utils.clip_grad_norm_(model.parameters(), tcfg.grad_clip)
-                scaler.step(optimizer)
-                scaler.update()
-                scheduler.step()
+                loss_value, stopping = _check_and_step(parts, loss, losses, tcfg.grad_clip, stop, info, step, run_dir)
                 done = step + 1
                 result.losses.append(loss_value)
                 result.step = done
@@ -228,7 +194,7 @@ def _train(cfg: DictConfig, info: D.DistInfo, run_dir) -> TrainResult:
 
                 if done % tcfg.log_every == 0 or done == tcfg.steps:
                     scalars = _train_scalars(
-                        model, outputs, batch, losses, loss_value, optimizer, window, rays_per_step, device
+                        model, outputs, batch, losses, loss_value, parts.optimizer, window, rays_per_step, device
                     )
                     logger.scalars(scalars, done)
                     if bar is not None:
@@ -242,14 +208,14 @@ def _train(cfg: DictConfig, info: D.DistInfo, run_dir) -> TrainResult:
                 if bar is not None:
                     bar.update(1)
                 if info.is_main and tcfg.eval_every > 0 and done % tcfg.eval_every == 0 and done < tcfg.steps:
-                    result.eval = _evaluate(cfg, model, dm, logger, run_dir, done, tcfg.eval_images)
+                    result.eval = evaluate_and_log(cfg, model, dm, logger, run_dir, done, tcfg.eval_images)
                 if done % tcfg.ckpt_every == 0 or done == tcfg.steps or stopping:
                     save(done)
                 if stopping:
                     result.interrupted = True
                     break
         if info.is_main and not result.interrupted:
-            result.eval = _evaluate(cfg, model, dm, logger, run_dir, result.step, tcfg.final_eval_images)
+            result.eval = evaluate_and_log(cfg, model, dm, logger, run_dir, result.step, tcfg.final_eval_images)
             if bar is not None:
                 bar.write(
                     f"final eval at step {result.step}: PSNR {result.eval['psnr']:.2f} dB, "
@@ -265,6 +231,33 @@ def _train(cfg: DictConfig, info: D.DistInfo, run_dir) -> TrainResult:
 
 # ------------------------------------------------------------------------------------------------
 # Helpers of the loop
+
+
+def _check_and_step(
+    parts: _Parts, loss, losses: dict, grad_clip: float, stop: _StopFlag, info: D.DistInfo, step: int, run_dir: Path
+) -> tuple[float, bool]:
+    """Agree across ranks on the mean loss, on a non-finite loss (stop before applying it) and on a
+    Ctrl-C anywhere (one small all-reduce), then backward and the optimizer / schedule step.
+    Returns (mean loss, whether to stop after this step)."""
+    flags = torch.stack(
+        [
+            loss.detach().float(),
+            (~torch.isfinite(loss)).float(),
+            torch.tensor(float(stop.requested), device=loss.device),
+        ]
+    )
+    flags = D.all_reduce_mean(flags, info)
+    if float(flags[1]) > 0:
+        raise _diverged(step, loss, losses, run_dir)
+    parts.optimizer.zero_grad(set_to_none=True)
+    parts.scaler.scale(loss).backward()  # DDP averages the gradients over ranks here
+    if grad_clip > 0:
+        parts.scaler.unscale_(parts.optimizer)
+        torch.nn.utils.clip_grad_norm_(parts.model.parameters(), grad_clip)
+    parts.scaler.step(parts.optimizer)
+    parts.scaler.update()
+    parts.scheduler.step()
+    return float(flags[0]), float(flags[2]) > 0
 
 
 def _diverged(step: int, loss, losses: dict, run_dir: Path) -> TrainingDiverged:
@@ -284,10 +277,6 @@ def _with_amp(cfg: DictConfig) -> DictConfig:
     cfg = cfg.copy()
     cfg.model.amp = cfg.trainer.amp_dtype
     return cfg
-
-
-def _uses_fp16(cfg: DictConfig) -> bool:
-    return str(cfg.model.get("amp", "none")) == "fp16"
 
 
 def _progress(tcfg, start: int, info: D.DistInfo):
@@ -310,9 +299,7 @@ class _Window:
         self.step_s += step_s
 
 
-def _train_scalars(
-    model, outputs, batch, losses, loss_value, optimizer, window: _Window, rays_per_step, device
-):
+def _train_scalars(model, outputs, batch, losses, loss_value, optimizer, window: _Window, rays_per_step, device):
     if device.type == "cuda":
         torch.cuda.synchronize(device)  # so wall time covers the queued GPU work
     wall = max(time.perf_counter() - window.t0, 1e-9)
@@ -329,40 +316,3 @@ def _train_scalars(
     scalars["perf/data_wait_frac"] = window.data_s / wall
     scalars.update(gpu_memory_mb(device))
     return scalars
-
-
-def _evaluate(cfg, model, dm, logger: TBLogger, run_dir: Path, step: int, n_images: int) -> dict[str, float]:
-    """Render held-out images; log PSNR / SSIM (mean over them) and the first image's pictures."""
-    chunk = int(cfg.model.get("chunk", 4096))
-    per_image = []
-    if n_images == 0:
-        source = dm.iter_eval_images()
-    else:
-        source = (dm.next_eval_image(step * 1000 + i) for i in range(n_images))
-    for i, (idx, rays, batch) in enumerate(source):
-        h, w = (int(v) for v in batch["image_hw"])
-        out = render_image(model, rays, h, w, chunk)
-        gt = batch["rgb"].reshape(h, w, 3).float().cpu()
-        per_image.append(image_metrics(out["rgb"], gt))
-        if i == 0:
-            pics = visualisations(out, gt)
-            for name, img in pics.items():
-                logger.image(f"eval/{name}", img, step)
-            (run_dir / "eval").mkdir(exist_ok=True)
-            import imageio.v3 as iio
-
-            iio.imwrite(run_dir / "eval" / f"step_{step:07d}_view{int(idx):03d}.png", to_uint8(pics["rgb"]))
-    metrics = {k: sum(m[k] for m in per_image) / len(per_image) for k in per_image[0]} if per_image else {}
-    logger.scalars({f"eval/{k}": v for k, v in metrics.items()}, step)
-    if cfg.trainer.mesh_at_eval:
-        _log_mesh(model, logger, step, cfg.trainer.mesh_res)
-    logger.flush()
-    return {k: v for k, v in metrics.items() if not math.isnan(v)}
-
-
-def _log_mesh(model, logger: TBLogger, step: int, res: int) -> None:
-    """A coarse mesh of an SDF model for TensorBoard's mesh plugin (cheap at the default resolution 64)."""
-    if not logger.active or not hasattr(model, "scene_sdf"):
-        return
-    mesh = sdf_mesh(model, res)
-    logger.mesh("eval/mesh", mesh.vertices, mesh.faces, step)
