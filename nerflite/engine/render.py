@@ -68,15 +68,8 @@ def path_cameras(scene: Scene, kind: str, frames: int, downscale: float, width: 
     one = first.rescaled(w, h)
     n = len(c2w)
     rep = lambda t: t.expand(n).clone()  # noqa: E731
-    return Cameras(
-        rep(one.fx),
-        rep(one.fy),
-        rep(one.cx),
-        rep(one.cy),
-        rep(one.width),
-        rep(one.height),
-        c2w.to(one.fx.dtype),
-    )
+    f32 = lambda t: rep(t).float()  # noqa: E731  (rays in float32, like the training batches)
+    return Cameras(f32(one.fx), f32(one.fy), f32(one.cx), f32(one.cy), rep(one.width), rep(one.height), c2w.float())
 
 
 def camera_rays(scene: Scene, cams: Cameras, i: int) -> RayBundle:
