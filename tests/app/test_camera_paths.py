@@ -55,9 +55,7 @@ def test_orbit_from_cameras_recovers_radius_and_elevation():
     ring = cp.orbit_path(torch.zeros(3), 4.0, up, n_frames=40, elevation_deg=20.0)
     orbit = cp.orbit_from_cameras(ring, torch.zeros(3), n_frames=8)
     torch.testing.assert_close(orbit[:, :, 3].norm(dim=-1), torch.full((8,), 4.0), atol=1e-4, rtol=0)
-    torch.testing.assert_close(
-        orbit[:, 2, 3], torch.full((8,), 4.0 * math.sin(math.radians(20.0))), atol=1e-4, rtol=0
-    )
+    torch.testing.assert_close(orbit[:, 2, 3], torch.full((8,), 4.0 * math.sin(math.radians(20.0))), atol=1e-4, rtol=0)
 
 
 def test_spiral_circles_the_average_pose_and_looks_at_the_focus():
@@ -69,9 +67,7 @@ def test_spiral_circles_the_average_pose_and_looks_at_the_focus():
     _assert_rotations(c2w)
     focus = torch.tensor([0.0, 0.0, 5.0]) + eye.mean(0) * torch.tensor([1.0, 1.0, 0.0])
     to_focus = focus - c2w[:, :, 3]
-    torch.testing.assert_close(
-        c2w[:, :, 2], to_focus / to_focus.norm(dim=-1, keepdim=True), atol=1e-4, rtol=0
-    )
+    torch.testing.assert_close(c2w[:, :, 2], to_focus / to_focus.norm(dim=-1, keepdim=True), atol=1e-4, rtol=0)
     radii = (capture[:, :, 3] - eye.mean(0)).abs().quantile(0.9, dim=0)
     offs = (c2w[:, :, 3] - eye.mean(0)).abs()
     assert (offs[:, 0] <= radii[0] + 1e-5).all() and (offs[:, 1] <= radii[1] + 1e-5).all()

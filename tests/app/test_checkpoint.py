@@ -78,9 +78,7 @@ _WRITER = textwrap.dedent(
 
 @pytest.mark.parametrize("mode", ["mid_write", "before_rename"])
 def test_killed_while_writing_keeps_previous_checkpoint(tmp_path, mode):
-    proc = subprocess.run(
-        [sys.executable, "-c", _WRITER, str(tmp_path), mode], capture_output=True, text=True
-    )
+    proc = subprocess.run([sys.executable, "-c", _WRITER, str(tmp_path), mode], capture_output=True, text=True)
     assert proc.returncode == -9, proc.stderr  # really killed
     assert "not reached" not in proc.stdout
     folder = tmp_path / "checkpoints"

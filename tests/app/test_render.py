@@ -9,7 +9,7 @@ from plyfile import PlyData
 
 from nerflite.engine.render import render
 from nerflite.engine.trainer import train
-from tests.app.conftest import TINY_NEUS, TINY_RUN, compose_config
+from tests.app.conftest import TINY_NERF, TINY_NEUS, TINY_RUN, compose_config
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -77,3 +77,23 @@ def test_neus_trains_and_render_writes_a_mesh(tiny_scene, tmp_path, one_thread):
     assert len(list((out / "normals").glob("*.png"))) == 2
     ply = PlyData.read(str(out / "mesh.ply"))
     assert ply["vertex"].count > 100 and ply["face"].count > 100  # the initial sphere at least
+
+
+def test_forward_facing_run_renders_a_spiral_in_ndc(tiny_scene, tmp_path, one_thread):
+    cfg = compose_config(
+        [
+            "dataset=llff",
+            f"dataset.path={tiny_scene('llff')}",
+            "dataset.downscale=1",
+            f"output_root={tmp_path}",
+            *TINY_NERF,
+            *TINY_RUN,
+            "trainer.steps=2",
+        ]
+    )
+    run = train(cfg).run_dir
+    out = render(compose_config([f"run={run}", "frames=3", "video=false", f"out={tmp_path / 'r'}"], name="render"))
+    frames = sorted((out / "rgb").glob("*.png"))
+    assert len(frames) == 3  # path=auto chose the spiral (NDC scene)
+    first = iio.imread(frames[0])
+    assert first.shape[2] == 3 and first.std() > 0

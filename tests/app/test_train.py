@@ -41,9 +41,7 @@ def test_train_checkpoint_resume_render(tiny_cfg, tmp_path):
     out = render(compose_config([f"run={run}", "path=test", f"out={tmp_path / 'test'}"], name="render"))
     metrics = json.loads((out / "metrics.json").read_text())
     assert metrics["views"] and 0.0 < metrics["mean"]["ssim"] <= 1.0
-    assert metrics["mean"]["psnr"] == pytest.approx(
-        sum(v["psnr"] for v in metrics["views"]) / len(metrics["views"])
-    )
+    assert metrics["mean"]["psnr"] == pytest.approx(sum(v["psnr"] for v in metrics["views"]) / len(metrics["views"]))
     assert len(list((out / "rgb").glob("*.png"))) == len(metrics["views"])
     assert (out / "rgb.mp4").stat().st_size > 0 and (out / "depth.mp4").stat().st_size > 0
 
