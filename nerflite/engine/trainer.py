@@ -9,6 +9,7 @@ holds the state after ``k`` completed steps, and resuming from it runs step ``k`
 
 from __future__ import annotations
 
+import os
 import signal
 import time
 from dataclasses import dataclass, field
@@ -102,6 +103,7 @@ class _StopFlag:
     def __init__(self):
         self.requested = False
         self._previous = None
+        self._pid = os.getpid()  # data workers forked later inherit the handler: they stay quiet
 
     def __enter__(self):
         try:
@@ -111,6 +113,8 @@ class _StopFlag:
         return self
 
     def _handler(self, signum, frame):
+        if os.getpid() != self._pid:
+            return
         if self.requested:
             raise KeyboardInterrupt
         self.requested = True
