@@ -8,7 +8,7 @@ from hydra.errors import ConfigCompositionException
 from omegaconf.errors import ValidationError
 
 from nerflite.engine.setup import build_datamanager, build_model, build_scene
-from tests.app.conftest import TINY_NERF, TINY_NEUS, compose_config
+from tests.app.helpers import TINY_NERF, TINY_NEUS, compose_config
 
 REPO = Path(__file__).resolve().parents[2]
 SCENE_FORMAT = {"synthetic": "blender", "blender": "blender", "llff": "llff", "neus": "neus"}

@@ -7,7 +7,7 @@ import torch
 import torch.multiprocessing as mp
 
 from nerflite.engine import checkpoint as ckpt
-from tests.app.conftest import TINY_NERF, TINY_RUN, compose_config
+from tests.app.helpers import TINY_NERF, TINY_RUN, compose_config
 
 
 def _free_port() -> int:

@@ -9,7 +9,7 @@ from plyfile import PlyData
 
 from nerflite.engine.render import render
 from nerflite.engine.trainer import train
-from tests.app.conftest import TINY_NERF, TINY_NEUS, TINY_RUN, compose_config
+from tests.app.helpers import TINY_NERF, TINY_NEUS, TINY_RUN, compose_config
 
 REPO = Path(__file__).resolve().parents[2]
 

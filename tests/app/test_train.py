@@ -11,7 +11,7 @@ from nerflite.engine import checkpoint as ckpt
 from nerflite.engine import trainer as trainer_mod
 from nerflite.engine.render import render
 from nerflite.engine.trainer import TrainingDiverged, train
-from tests.app.conftest import compose_config
+from tests.app.helpers import compose_config
 
 
 def test_train_checkpoint_resume_render(tiny_cfg, tmp_path):
