@@ -213,8 +213,10 @@ def _train(cfg: DictConfig, info: D.DistInfo, run_dir) -> TrainResult:
                     bar.update(1)
                 if info.is_main and tcfg.eval_every > 0 and done % tcfg.eval_every == 0 and done < tcfg.steps:
                     result.eval = evaluate_and_log(cfg, model, dm, logger, run_dir, done, tcfg.eval_images)
+                    window.restart()  # throughput figures leave evals out
                 if done % tcfg.ckpt_every == 0 or done == tcfg.steps or stopping:
                     save(done)
+                    window.restart()
                 if stopping:
                     result.interrupted = True
                     break
@@ -296,6 +298,10 @@ class _Window:
 
     def __init__(self):
         self.steps, self.data_s, self.step_s, self.t0 = 0, 0.0, 0.0, time.perf_counter()
+
+    def restart(self) -> None:
+        """Start the wall clock again (after an eval or a checkpoint), keeping the steps counted."""
+        self.t0 = time.perf_counter() - self.step_s
 
     def add(self, data_s: float, step_s: float) -> None:
         self.steps += 1
