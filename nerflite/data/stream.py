@@ -1,0 +1,310 @@
+"""The training stream: batch k is a pure function of (seed, rank, k), built in data workers.
+
+Determinism
+    Batch k draws its pixels with a generator seeded by ``derive_seed(seed, rank, "batch", k)``
+    and its image chunk (``chunk_views``) from ``(seed, rank, k // chunk_reuse)``. Nothing depends
+    on which worker builds it, so results do not depend on the number of workers, ranks draw
+    different rays, and resuming at step k is "start the stream at k".
+
+Workers
+    Worker w of W builds batches ``start + w, start + w + W, ...``; the DataLoader delivers them
+    in order (round robin). A batch crosses the process boundary through a ring of shared-memory
+    slots allocated before the workers start: the worker writes the packed batch into slot
+    ``(k - start) % slots`` and sends only ``(k, slot)``, so no tensor is pickled per batch (only
+    ``custom_ray_processor`` extras are). The DataLoader keeps at most ``prefetch * W`` batches in
+    flight and the main process copies a slot out as soon as it arrives, so ``prefetch * W + 2``
+    slots are never overwritten early.
+
+Failure
+    A ``DatasetError`` in a worker (corrupt or missing image) is sent to the main process as a
+    message and raised there as the same ``DatasetError`` (naming the file). Any other exception
+    is re-raised by the DataLoader with the worker's traceback; a killed worker is reported by the
+    DataLoader's watchdog within seconds; a stuck one after ``timeout`` seconds.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+from collections.abc import Callable, Sequence
+from contextlib import contextmanager
+
+import torch
+from torch import Tensor
+from torch.utils.data import DataLoader, IterableDataset, get_worker_info
+
+from nerflite.cameras import generate_rays, ndc_rays
+from nerflite.data.cache import ImageCache, Pool
+from nerflite.data.chunks import SharedChunks
+from nerflite.data.samplers import PixelSampler
+from nerflite.data.scene import DatasetError, Scene
+from nerflite.rays import RayBundle
+
+RayProcessor = Callable[[RayBundle, dict], tuple[RayBundle, dict]]
+
+
+def derive_seed(*parts) -> int:
+    """A 63-bit seed from any tuple of ints and strings (stable across processes and runs)."""
+    digest = hashlib.blake2b(repr(parts).encode(), digest_size=8).digest()
+    return int.from_bytes(digest, "little") & ((1 << 63) - 1)
+
+
+def generator(*parts) -> torch.Generator:
+    return torch.Generator().manual_seed(derive_seed(*parts))
+
+
+def chunk_views(
+    seed: int, rank: int, chunk: int, views: Sequence[int], per_chunk: int | None
+) -> list[int] | None:
+    """The training views of chunk ``chunk``, sorted; ``None`` when every chunk holds all views.
+
+    The chunks walk through one random permutation of the views per epoch, so every view is used
+    equally often; a chunk straddling two epochs drops a repeated view.
+    """
+    n = len(views)
+    if per_chunk is None or per_chunk >= n:
+        return None
+    positions = range(chunk * per_chunk, (chunk + 1) * per_chunk)
+    perms = {e: torch.randperm(n, generator=generator(seed, rank, "epoch", e)).tolist() for e in
+             {p // n for p in positions}}
+    return sorted({views[perms[p // n][p % n]] for p in positions})
+
+
+def gather_batch(
+    scene: Scene,
+    pool: Pool,
+    img: Tensor,
+    y: Tensor,
+    x: Tensor,
+    cameras=None,
+    processor: RayProcessor | None = None,
+) -> tuple[RayBundle, dict[str, Tensor]]:
+    """Rays and ground truth for pixels ``(y, x)`` of pool images ``img`` (each int64 [n], CPU).
+
+    Only the gathered pixels become float: ``rgb`` [n, 3] in [0, 1], composited onto
+    ``scene.background`` when the images have alpha; ``mask`` [n, 1] float when the scene has
+    masks; ``indices`` [n, 3] (view, y, x). Rays are float32, on the pool's device.
+    """
+    cameras = scene.cameras if cameras is None else cameras
+    flat = pool.offsets.index_select(0, img) + y * pool.widths.index_select(0, img) + x  # [n]
+    view = pool.ids.index_select(0, img)
+    device = pool.pixels.device
+    if device.type != "cpu":
+        flat, view, y, x = torch.stack([flat, view, y, x]).to(device, non_blocking=True).unbind(0)
+    px = pool.pixel_words().index_select(0, flat).view(torch.uint8).view(-1, pool.pixels.shape[1])  # [n, c]
+    rgb = px[:, :3].float().mul_(1.0 / 255.0)  # [n, 3]
+    if px.shape[1] == 4:
+        alpha = px[:, 3:].float().mul_(1.0 / 255.0)  # [n, 1]
+        bg = torch.tensor(scene.background, dtype=torch.float32).to(device)
+        rgb = rgb * alpha + bg * (1.0 - alpha)
+    batch = {"rgb": rgb, "indices": torch.stack([view, y, x], -1)}
+    if pool.masks is not None:
+        batch["mask"] = pool.masks.index_select(0, flat).float().unsqueeze(-1)  # [n, 1]
+    rays = generate_rays(cameras, view, y, x, near=scene.near, far=scene.far)
+    if scene.ndc:
+        rays = ndc_rays(rays, float(cameras.fx[0]), float(cameras.fy[0]), int(cameras.width[0]),
+                        int(cameras.height[0]))
+    if rays.origins.dtype != torch.float32:
+        rays = rays._map(lambda t: t.float() if t.is_floating_point() else t)
+    if processor is not None:
+        rays, batch = processor(rays, batch)
+    return rays, batch
+
+
+class BatchBuilder:
+    """Builds training batch k: chunk of views -> pool -> sampled pixels -> rays and ground truth."""
+
+    def __init__(
+        self,
+        scene: Scene,
+        cache: ImageCache,
+        sampler: PixelSampler,
+        rays_per_batch: int,
+        seed: int,
+        rank: int,
+        images_per_chunk: int | None,
+        chunk_reuse: int,
+        processor: RayProcessor | None = None,
+    ):
+        self.scene, self.cache, self.sampler, self.processor = scene, cache, sampler, processor
+        self.n = sampler.rays_per_batch(rays_per_batch)
+        self.seed, self.rank = seed, rank
+        self.images_per_chunk, self.chunk_reuse = images_per_chunk, max(1, chunk_reuse)
+        self.cameras = scene.cameras.to(cache.device)
+        self._pool_key: tuple | None = None
+        self._pool: Pool | None = None
+        self.shared: SharedChunks | None = None  # set in data workers of the disk and compressed caches
+        self.worker = 0
+
+    def pool_for(self, k: int) -> Pool:
+        chunk = k // self.chunk_reuse
+        views = chunk_views(self.seed, self.rank, chunk, self.cache.train_ids, self.images_per_chunk)
+        key = ("all",) if views is None else (chunk,)
+        if key != self._pool_key:
+            self._pool = None  # release the previous chunk before decoding the next
+            if self.shared is not None and views is not None:
+                self._pool = self.shared.pool(chunk, views, self.worker)
+            else:
+                self._pool = self.cache.pool(views)
+            self._pool_key = key
+        return self._pool
+
+    def shares_chunks(self, workers: int) -> bool:
+        """Whether ``workers`` processes decode each chunk together (see ``nerflite.data.chunks``)."""
+        chunked = self.images_per_chunk is not None and self.images_per_chunk < len(self.cache.train_ids)
+        return workers > 0 and chunked and self.cache.full is None and self.chunk_reuse >= workers
+
+    def build(self, k: int) -> tuple[RayBundle, dict[str, Tensor]]:
+        pool = self.pool_for(k)
+        gen = generator(self.seed, self.rank, "batch", k)
+        inside = pool.inside() if self.sampler.uses_masks else None
+        img, y, x = self.sampler(self.n, k, pool.heights, pool.widths, gen, inside)
+        return gather_batch(self.scene, pool, img, y, x, self.cameras, self.processor)
+
+
+# -- transport: packed batches in shared-memory slots ---------------------------------------------
+_FLOAT_FIELDS = (("origins", 3), ("directions", 3), ("viewdirs", 3), ("near", 1), ("far", 1))
+
+
+class SlotRing:
+    """Shared-memory slots, each holding one packed batch: float32 and int64 blocks, one per field,
+    so every field unpacks to a contiguous view."""
+
+    def __init__(self, slots: int, n: int, has_mask: bool):
+        self.slots, self.n = slots, n
+        batch_fields = (("rgb", 3),) + ((("mask", 1),) if has_mask else ())
+        self.float_fields = [("rays", k, w) for k, w in _FLOAT_FIELDS]
+        self.float_fields += [("batch", k, w) for k, w in batch_fields]
+        self.int_fields = [("rays", "camera_indices", 1), ("batch", "indices", 3)]
+        nf = sum(w for _, _, w in self.float_fields) * n
+        ni = sum(w for _, _, w in self.int_fields) * n
+        self.floats = torch.empty(slots, nf, dtype=torch.float32).share_memory_()
+        self.ints = torch.empty(slots, ni, dtype=torch.int64).share_memory_()
+
+    def _views(self, flat: Tensor, fields) -> list[tuple[str, str, Tensor]]:
+        out, o = [], 0
+        for group, key, w in fields:
+            out.append((group, key, flat[o : o + self.n * w].view(self.n, w)))
+            o += self.n * w
+        return out
+
+    def write(self, slot: int, rays: RayBundle, batch: dict[str, Tensor]) -> dict | None:
+        """Pack a batch into ``slot``; returns what does not fit the layout (extras), or None."""
+        src = {"rays": rays.__dict__, "batch": batch}
+        for fields, flat in ((self.float_fields, self.floats[slot]), (self.int_fields, self.ints[slot])):
+            for group, key, view in self._views(flat, fields):
+                view.copy_(src[group][key])
+        known = {k for _, k, _ in self.float_fields + self.int_fields}
+        extra_batch = {k: v for k, v in batch.items() if k not in known}
+        return {"rays": rays.extras, "batch": extra_batch} if rays.extras or extra_batch else None
+
+    def read(self, slot: int, extras: dict | None, pin: bool = False) -> tuple[Tensor, Tensor, dict | None]:
+        """Copy a slot out (into pinned memory when ``pin``): ``floats, ints, extras``."""
+        out = []
+        for ring in (self.floats, self.ints):
+            t = torch.empty_like(ring[slot], pin_memory=pin)
+            # numpy copies in this thread: a torch copy this size would wake the intra-op thread pool,
+            # whose spinning threads take the cores the workers need
+            t.numpy()[:] = ring[slot].numpy()
+            out.append(t)
+        return out[0], out[1], extras
+
+    def unpack(self, floats: Tensor, ints: Tensor, extras: dict | None) -> tuple[RayBundle, dict]:
+        parts = {"rays": {}, "batch": {}}
+        for group, key, view in self._views(floats, self.float_fields) + self._views(ints, self.int_fields):
+            parts[group][key] = view
+        if extras is not None:
+            parts["batch"].update(extras["batch"])
+        rays = RayBundle(**parts["rays"], extras=dict(extras["rays"]) if extras else {})
+        return rays, parts["batch"]
+
+
+class _WorkerStream(IterableDataset):
+    """What each DataLoader worker runs: batches ``start + w, start + w + W, ...`` into the ring."""
+
+    def __init__(self, builder: BatchBuilder, ring: SlotRing, start: int, shared: SharedChunks | None):
+        self.builder, self.ring, self.start, self.shared = builder, ring, start, shared
+
+    def __iter__(self):
+        info = get_worker_info()
+        workers, wid = (info.num_workers, info.id) if info is not None else (1, 0)
+        cpus = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
+        self.builder.cache.threads = max(1, cpus // workers)  # decode threads per worker
+        self.builder.shared, self.builder.worker = self.shared, wid
+        k = self.start + wid
+        while True:
+            try:
+                rays, batch = self.builder.build(k)
+            except DatasetError as e:
+                yield ("error", k, str(e.path), e.problem)
+                return
+            slot = (k - self.start) % self.ring.slots
+            yield ("ok", k, slot, self.ring.write(slot, rays, batch))
+            k += workers
+
+
+@contextmanager
+def one_thread():
+    """Build a batch with one intra-op thread (restored afterwards). A batch is many small tensor
+    operations; waking the thread pool for them costs more than it saves, and its spinning threads
+    slow everything else on a busy machine (up to 30x measured on 2 cores)."""
+    n = torch.get_num_threads()
+    if n > 1:
+        torch.set_num_threads(1)
+    try:
+        yield
+    finally:
+        if n > 1:
+            torch.set_num_threads(n)
+
+
+class BatchStream:
+    """Batches ``start, start + 1, ...`` on the CPU (pinned when ``pin``), from ``workers``
+    processes, or built in this process when ``workers == 0``."""
+
+    def __init__(self, builder: BatchBuilder, start: int, workers: int, prefetch: int, timeout: float,
+                 pin: bool = False):
+        self.builder, self.next_k, self.pin = builder, start, pin
+        self._it = None
+        if workers > 0:
+            prefetch = max(1, prefetch)
+            has_mask = builder.scene.has_masks
+            self.ring = SlotRing(prefetch * workers + 2, builder.n, has_mask)
+            shared = None
+            if builder.shares_chunks(workers):
+                first_chunk = start // builder.chunk_reuse
+                shared = SharedChunks(builder.cache, builder.images_per_chunk, workers, first_chunk, timeout)
+            loader = DataLoader(
+                _WorkerStream(builder, self.ring, start, shared),
+                batch_size=None,
+                num_workers=workers,
+                prefetch_factor=prefetch,
+                timeout=timeout,
+                persistent_workers=False,
+            )
+            self._it = iter(loader)
+
+    def next(self) -> tuple[RayBundle, dict[str, Tensor]]:
+        k = self.next_k
+        if self._it is None:
+            with one_thread():
+                rays, batch = self.builder.build(k)
+        else:
+            msg = next(self._it)
+            if msg[0] == "error":
+                self.close()
+                raise DatasetError(msg[2], msg[3])
+            _, got, slot, extras = msg
+            if got != k:
+                raise RuntimeError(f"data stream out of order: expected batch {k}, got {got}")
+            rays, batch = self.ring.unpack(*self.ring.read(slot, extras, self.pin))
+        self.next_k += 1
+        return rays, batch
+
+    def worker_pids(self) -> list[int]:
+        return [w.pid for w in getattr(self._it, "_workers", [])]
+
+    def close(self) -> None:
+        if self._it is not None:
+            self._it._shutdown_workers()
+            self._it = None
