@@ -9,6 +9,7 @@ holds the state after ``k`` completed steps, and resuming from it runs step ``k`
 
 from __future__ import annotations
 
+import copy
 import os
 import signal
 import time
@@ -280,7 +281,7 @@ def _with_amp(cfg: DictConfig) -> DictConfig:
     """``trainer.amp`` switches the model's own autocast (its field MLPs) to ``trainer.amp_dtype``."""
     if not cfg.trainer.amp or "amp" not in cfg.model:
         return cfg
-    cfg = cfg.copy()
+    cfg = copy.deepcopy(cfg)  # the caller's config stays as it was
     cfg.model.amp = cfg.trainer.amp_dtype
     return cfg
 
