@@ -1,4 +1,5 @@
 import json
+import math
 import shutil
 import signal
 from pathlib import Path
@@ -105,3 +106,11 @@ def test_non_finite_loss_stops_and_keeps_last_good_checkpoint(tiny_cfg, monkeypa
     assert latest.name == ckpt.checkpoint_name(3)
     state = torch.load(latest, weights_only=True)
     assert all(torch.isfinite(v).all() for v in state["model"].values())
+
+
+def test_trainer_amp_switches_the_models_autocast(tiny_cfg):
+    cfg = tiny_cfg("trainer.amp=true", "trainer.amp_dtype=bf16", "trainer.steps=2", "trainer.eval_every=0")
+    result = train(cfg)
+    assert cfg.model.amp == "none"  # the caller's config is untouched
+    saved = OmegaConf.create((result.run_dir / "config.yaml").read_text())
+    assert saved.model.amp == "bf16" and all(math.isfinite(x) for x in result.losses)
