@@ -74,10 +74,7 @@ def evaluate_and_log(cfg, model, dm, logger: TBLogger, run_dir: Path, step: int,
     """Render held-out images; log PSNR / SSIM (mean over them) and the first image's pictures."""
     chunk = int(cfg.model.get("chunk", 4096))
     per_image = []
-    if n_images == 0:
-        source = dm.iter_eval_images()
-    else:
-        source = (dm.next_eval_image(step * 1000 + i) for i in range(n_images))
+    source = dm.iter_eval_images() if n_images == 0 else _eval_images(dm, step, n_images)
     for i, (idx, rays, batch) in enumerate(source):
         h, w = (int(v) for v in batch["image_hw"])
         out = render_image(model, rays, h, w, chunk)
@@ -95,6 +92,17 @@ def evaluate_and_log(cfg, model, dm, logger: TBLogger, run_dir: Path, step: int,
         log_mesh(model, logger, step, cfg.trainer.mesh_res)
     logger.flush()
     return {k: v for k, v in metrics.items() if not math.isnan(v)}
+
+
+def _eval_images(dm, step: int, n: int):
+    """``n`` distinct eval views: one drawn for ``step``, then the ones after it (cyclically)."""
+    first = dm.next_eval_image(step)
+    yield first
+    views = list(dm.eval_views)
+    start = views.index(first[0])
+    for k in range(1, min(n, len(views))):
+        view = views[(start + k) % len(views)]
+        yield (view, *dm.eval_image(view))
 
 
 def log_mesh(model, logger: TBLogger, step: int, res: int) -> None:
