@@ -10,7 +10,10 @@ invocation, the classic approach: decode every image to float, precompute all ra
 
 ``first_batch_s`` runs from the construction of the DataManager (for the baseline: from the first
 image read) to the first batch on the device; parsing the dataset comes before both and is
-reported as ``scene_load_s``. Rays/s are timed over ``--batches`` batches after a short warm-up.
+reported as ``scene_load_s``. ``rays_per_cpu_s`` divides the rays by the CPU seconds the whole
+process tree used meanwhile: on a shared machine it says what a quiet one would reach (about
+cores x rays_per_cpu_s when the workers keep every core busy). Rays/s are timed over
+``--batches`` batches after a short warm-up.
 Peak memory is sampled in a background thread every 20 ms over this process and all its children
 (the data workers), counting the proportional set size (PSS: a page shared by k processes counts
 1/k in each, so the one shared image copy of ``ram`` mode counts once); where PSS is unavailable
@@ -91,6 +94,19 @@ def replicated_blender(root: Path, k: int, out: Path) -> Path:
     return out
 
 
+def tree_cpu_s() -> float:
+    """User + system CPU seconds used so far by this process and its live children."""
+    me = psutil.Process()
+    total = 0.0
+    for p in [me, *me.children(recursive=True)]:
+        try:
+            t = p.cpu_times()
+            total += t.user + t.system
+        except psutil.Error:
+            pass
+    return total
+
+
 def sync(device: torch.device) -> None:
     if device.type == "cuda":
         torch.cuda.synchronize(device)
@@ -111,17 +127,18 @@ def run_datamanager(args, device: torch.device) -> dict:
         for step in range(1, warm + 1):
             dm.next_train(step)
         sync(device)
-        t1 = time.perf_counter()
+        t1, cpu1 = time.perf_counter(), tree_cpu_s()
         for step in range(warm + 1, warm + 1 + args.batches):
             rays, batch = dm.next_train(step)
         sync(device)
-        elapsed = time.perf_counter() - t1
+        elapsed, cpu = time.perf_counter() - t1, tree_cpu_s() - cpu1
         n_images = len(dm.train_views)
         dm.close()
     return {
         "cache": args.cache, "workers": dm.workers, "rays_per_batch": dm.rays_per_batch, "n_images": n_images,
         "rays_per_s": round(args.batches * dm.rays_per_batch / elapsed), "first_batch_s": round(first, 3),
         "peak_rss_mb": round(mem.peak / 2**20, 1), "scene_load_s": round(loaded, 3),
+        "rays_per_cpu_s": round(args.batches * dm.rays_per_batch / max(cpu, 1e-9)),
     }
 
 
@@ -191,7 +208,7 @@ def main(argv=None) -> dict:
             row += f"{base:>14}{base / result[key]:>8.2f}"
         print(row)
     print(f"cache={result['cache']} workers={result['workers']} rays_per_batch={result['rays_per_batch']} "
-          f"images={result['n_images']}")
+          f"images={result['n_images']} rays_per_cpu_s={result['rays_per_cpu_s']}")
     print(json.dumps(result))
     return result
 

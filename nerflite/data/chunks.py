@@ -21,9 +21,12 @@ composites to exactly the same colours).
 from __future__ import annotations
 
 import multiprocessing
+import os
 import time
 from collections.abc import Sequence
+from concurrent.futures import ThreadPoolExecutor
 
+import psutil
 import torch
 
 from nerflite.data.cache import ImageCache, Pool, _fill
@@ -43,18 +46,43 @@ class SharedChunks:
         self.chunk = torch.full((2,), -(2**40), dtype=torch.int64).share_memory_()  # chunk in each buffer
         self.state = torch.zeros(2, per_chunk, dtype=torch.int8).share_memory_()
         self.progress = torch.full((workers,), first_chunk - 1, dtype=torch.int64).share_memory_()
+        self.pids = torch.zeros(workers, dtype=torch.int64).share_memory_()
+        self.stopping = torch.zeros(1, dtype=torch.int8).share_memory_()  # set by the main process on close
         self.lock = multiprocessing.get_context().Lock()
 
+    def stop(self) -> None:
+        """Release workers that wait on each other (called before the stream shuts them down)."""
+        self.stopping[0] = 1
+
+    def _peer_died(self) -> int:
+        for pid in self.pids.tolist():
+            if pid > 0:
+                try:
+                    if psutil.Process(pid).status() == psutil.STATUS_ZOMBIE:
+                        return pid
+                except psutil.NoSuchProcess:
+                    return pid
+        return 0
+
     def _wait(self, ready, what: str) -> None:
-        deadline = time.monotonic() + self.timeout
+        """Poll ``ready()``; give up when the stream stops, a peer worker died, or after the timeout."""
+        start = last_check = time.monotonic()
         while not ready():
-            if time.monotonic() > deadline:
+            now = time.monotonic()
+            if self.stopping[0]:
+                raise RuntimeError("data stream stopped")
+            if now - last_check > 0.2:
+                last_check = now
+                if dead := self._peer_died():
+                    raise RuntimeError(f"data worker (pid {dead}) died while decoding a shared chunk")
+            if now - start > self.timeout:
                 raise RuntimeError(f"data worker waited {self.timeout:.0f} s for {what}")
             time.sleep(0.0005)
 
     def pool(self, chunk: int, views: Sequence[int], worker: int) -> Pool:
         """Chunk ``chunk`` (views ``views``) decoded together with the other workers."""
         b = chunk % 2
+        self.pids[worker] = os.getpid()
         self.progress[worker] = chunk
         behind = f"the other workers to reach chunk {chunk - 1}"
         self._wait(lambda: int(self.progress.min()) >= chunk - 1, behind)
@@ -67,20 +95,32 @@ class SharedChunks:
         heights, widths = heights[idx].long(), widths[idx].long()
         sizes = heights * widths
         offsets = torch.cumsum(sizes, 0) - sizes
+        threads = max(1, min(self.cache.threads, len(views)))
+        if threads == 1:
+            self._decode_share(b, chunk, views, offsets, sizes)
+        else:  # fewer workers than cores: each worker decodes with several threads (OpenCV frees the GIL)
+            with ThreadPoolExecutor(threads) as ex:
+                for job in [ex.submit(self._decode_share, b, chunk, views, offsets, sizes) for _ in range(threads)]:
+                    job.result()
+        return Pool(
+            ids=idx, heights=heights, widths=widths, offsets=offsets, pixels=self.pixels[b],
+            masks=self.masks[b].view(torch.bool) if self.masks is not None else None,
+        )
+
+    def _decode_share(self, b: int, chunk: int, views: Sequence[int], offsets, sizes) -> None:
+        """Claim and decode images of the chunk in buffer ``b`` until every image is done."""
         state = self.state[b]
-        deadline = time.monotonic() + self.timeout
+        done = lambda: bool((state[: len(views)] == _DONE).all())  # noqa: E731
         while True:  # claim and decode images until every image of the chunk is done
             with self.lock:
                 todo = torch.nonzero(state[: len(views)] == _TODO)
                 i = int(todo[0]) if todo.numel() else -1
                 if i >= 0:
                     state[i] = _CLAIMED
-            if i < 0:
-                if bool((state[: len(views)] == _DONE).all()):
+            if i < 0:  # the rest is being decoded by others (or failed and went back to the list)
+                self._wait(lambda: done() or bool((state[: len(views)] == _TODO).any()), f"chunk {chunk}")
+                if done():
                     break
-                if time.monotonic() > deadline:
-                    raise RuntimeError(f"data worker waited {self.timeout:.0f} s for chunk {chunk}")
-                time.sleep(0.0005)
                 continue
             try:
                 o = int(offsets[i])
@@ -92,7 +132,3 @@ class SharedChunks:
                 state[i] = _TODO  # a worker waiting for this image decodes it again and reports the error too
                 raise
             state[i] = _DONE
-        return Pool(
-            ids=idx, heights=heights, widths=widths, offsets=offsets, pixels=self.pixels[b],
-            masks=self.masks[b].view(torch.bool) if self.masks is not None else None,
-        )

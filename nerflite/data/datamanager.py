@@ -103,6 +103,9 @@ class DataManager:
             scene, self.cache, self.sampler, config.rays_per_batch, config.seed, rank, per_chunk,
             config.chunk_reuse, custom_ray_processor,
         )
+        if self.sampler.uses_masks and self.cache.full is not None and not self.builder.chunked:
+            self.cache.full.inside()  # the mask's pixel list, computed once and shared by the workers
+            self.cache.full.share_memory_()
         self.eval_cameras = scene.cameras.to(self.cache.device)
         self._pin = self.device.type == "cuda"
         self._stream: BatchStream | None = None
@@ -119,7 +122,7 @@ class DataManager:
         """Training batch ``step`` on the device; restarts the stream when ``step`` is not the next one."""
         if self._stream is None or step != self._stream.next_k:
             self._restart(step)
-        rays, batch = self._stream.next()
+        rays, batch = self._stream.next(self.device)
         self._next_step = step + 1
         return self._to_device(rays, batch)
 
@@ -131,7 +134,9 @@ class DataManager:
         )
 
     def _to_device(self, rays: RayBundle, batch: dict) -> tuple[RayBundle, dict]:
-        if self.device.type == rays.device.type and (self.device.index is None or rays.device == self.device):
+        same = all(v.device == self.device for v in (rays.origins, *rays.extras.values(), *batch.values())
+                   if isinstance(v, Tensor))
+        if same or (self.device.type == "cpu" and rays.device.type == "cpu"):
             return rays, batch
         nb = self._pin
         moved = {k: v.to(self.device, non_blocking=nb) if isinstance(v, Tensor) else v

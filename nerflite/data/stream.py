@@ -138,9 +138,9 @@ class BatchBuilder:
 
     def pool_for(self, k: int) -> Pool:
         chunk = k // self.chunk_reuse
-        views = chunk_views(self.seed, self.rank, chunk, self.cache.train_ids, self.images_per_chunk)
-        key = ("all",) if views is None else (chunk,)
+        key = (chunk,) if self.chunked else ("all",)
         if key != self._pool_key:
+            views = chunk_views(self.seed, self.rank, chunk, self.cache.train_ids, self.images_per_chunk)
             self._pool = None  # release the previous chunk before decoding the next
             if self.shared is not None and views is not None:
                 self._pool = self.shared.pool(chunk, views, self.worker)
@@ -149,10 +149,14 @@ class BatchBuilder:
             self._pool_key = key
         return self._pool
 
+    @property
+    def chunked(self) -> bool:
+        """Whether batches draw from chunks of the views rather than from all of them."""
+        return self.images_per_chunk is not None and self.images_per_chunk < len(self.cache.train_ids)
+
     def shares_chunks(self, workers: int) -> bool:
         """Whether ``workers`` processes decode each chunk together (see ``nerflite.data.chunks``)."""
-        chunked = self.images_per_chunk is not None and self.images_per_chunk < len(self.cache.train_ids)
-        return workers > 0 and chunked and self.cache.full is None and self.chunk_reuse >= workers
+        return workers > 0 and self.chunked and self.cache.full is None and self.chunk_reuse >= workers
 
     def build(self, k: int) -> tuple[RayBundle, dict[str, Tensor]]:
         pool = self.pool_for(k)
@@ -266,6 +270,7 @@ class BatchStream:
                  pin: bool = False):
         self.builder, self.next_k, self.pin = builder, start, pin
         self._it = None
+        self.shared: SharedChunks | None = None
         if workers > 0:
             prefetch = max(1, prefetch)
             has_mask = builder.scene.has_masks
@@ -274,6 +279,7 @@ class BatchStream:
             if builder.shares_chunks(workers):
                 first_chunk = start // builder.chunk_reuse
                 shared = SharedChunks(builder.cache, builder.images_per_chunk, workers, first_chunk, timeout)
+            self.shared = shared
             loader = DataLoader(
                 _WorkerStream(builder, self.ring, start, shared),
                 batch_size=None,
@@ -284,7 +290,9 @@ class BatchStream:
             )
             self._it = iter(loader)
 
-    def next(self) -> tuple[RayBundle, dict[str, Tensor]]:
+    def next(self, device: torch.device | None = None) -> tuple[RayBundle, dict[str, Tensor]]:
+        """The next batch. From workers, the two packed tensors move to ``device`` (non-blocking
+        from pinned memory) and are unpacked there; in-process batches stay where they were built."""
         k = self.next_k
         if self._it is None:
             with one_thread():
@@ -297,7 +305,11 @@ class BatchStream:
             _, got, slot, extras = msg
             if got != k:
                 raise RuntimeError(f"data stream out of order: expected batch {k}, got {got}")
-            rays, batch = self.ring.unpack(*self.ring.read(slot, extras, self.pin))
+            floats, ints, extras = self.ring.read(slot, extras, self.pin)
+            if device is not None and device != floats.device:
+                floats = floats.to(device, non_blocking=self.pin)
+                ints = ints.to(device, non_blocking=self.pin)
+            rays, batch = self.ring.unpack(floats, ints, extras)
         self.next_k += 1
         return rays, batch
 
@@ -306,5 +318,7 @@ class BatchStream:
 
     def close(self) -> None:
         if self._it is not None:
+            if self.shared is not None:
+                self.shared.stop()
             self._it._shutdown_workers()
             self._it = None

@@ -61,13 +61,13 @@ class NeRFField(nn.Module):
         x = self.pos_enc(points)  # [m, pe]
         h = x
         for i, layer in enumerate(self.trunk):
-            h = F.relu(layer(h))  # [m, width]
+            h = F.relu(layer(h), inplace=True)  # [m, width] (in place: the Linear keeps no output)
             if i in self.skips:
                 h = torch.cat([x, h], dim=-1)  # [m, pe + width]
         if not self.use_viewdirs:
             out = self.output(h)  # [m, 4]
             return out[:, :1], torch.sigmoid(out[:, 1:])
         sf = self.sigma_feature(h)  # [m, 1 + width]
-        sigma, feat = sf[:, :1], sf[:, 1:]
-        h = F.relu(self.view(torch.cat([feat, self.dir_enc(viewdirs)], dim=-1)))  # [m, width/2]
+        sigma, feat = sf.split([1, sf.shape[-1] - 1], dim=-1)  # [m, 1], [m, width]
+        h = F.relu(self.view(torch.cat([feat, self.dir_enc(viewdirs)], dim=-1)), inplace=True)  # [m, width/2]
         return sigma, torch.sigmoid(self.rgb(h))
