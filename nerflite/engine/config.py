@@ -52,7 +52,7 @@ class TrainerConfig:
     device: str = "auto"  # auto (this rank's GPU if any, else CPU) | cpu | cuda | cuda:N
     amp: bool = False  # mixed precision (autocast) for the model's forward pass
     amp_dtype: str = "bf16"  # bf16 | fp16 (fp16 uses a gradient scaler)
-    tf32: bool = True  # allow TF32 matmuls / convolutions on Ampere+ GPUs
+    tf32: bool = False  # allow TF32 matmuls / convolutions on Ampere+ GPUs (as does model.tf32)
     lr: float = 5e-4  # peak learning rate (Adam)
     lr_final: float = 5e-5  # learning rate reached at the end of the decay
     schedule: str = "exp"  # exp (geometric decay to lr_final) | cosine (to lr_final) | constant

@@ -142,9 +142,10 @@ def train(cfg: DictConfig, run_dir: str | Path | None = None) -> TrainResult:
 def _train(cfg: DictConfig, info: D.DistInfo, run_dir) -> TrainResult:
     tcfg = cfg.trainer
     device = info.device
-    if device.type == "cuda":
-        torch.backends.cuda.matmul.allow_tf32 = tcfg.tf32
-        torch.backends.cudnn.allow_tf32 = tcfg.tf32
+    if device.type == "cuda":  # process-wide switches: either config key turns TF32 on
+        tf32 = bool(tcfg.tf32 or cfg.model.get("tf32", False))
+        torch.backends.cuda.matmul.allow_tf32 = tf32
+        torch.backends.cudnn.allow_tf32 = tf32
 
     resume_from = find_resume_checkpoint(cfg.resume, cfg.output_root, cfg.name) if info.is_main else None
     resume_from = D.broadcast_object(resume_from, info)
