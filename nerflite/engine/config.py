@@ -27,7 +27,7 @@ from nerflite.models.neus import NeuSConfig
 
 @dataclass
 class SyntheticSpec:
-    """A scene nerflite generates itself (``nerflite.data.synthetic``) when ``dataset.path`` is empty."""
+    """A scene nerflite generates itself (``nerflite.data.synthetic``) at ``dataset.path`` on first use."""
 
     format: str = "blender"  # blender | llff | neus: the file format to write
     views: int = 40  # number of rendered views
@@ -83,7 +83,7 @@ class TrainConfig:
 class RenderConfig:
     run: str = MISSING  # run folder (outputs/<name>/<date_time>)
     ckpt: str | None = None  # checkpoint file (default: the run's latest)
-    path: str = "orbit"  # orbit | spiral | test | train_views (the scene's default path for `default`)
+    path: str = "auto"  # auto (spiral for forward-facing scenes, else orbit) | orbit | spiral | test
     frames: int = 120  # frames of orbit / spiral paths
     fps: int = 30  # video frame rate
     downscale: float = 1.0  # render at 1/downscale of the training resolution
