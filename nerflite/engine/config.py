@@ -108,5 +108,5 @@ def register_configs() -> None:
     cs = ConfigStore.instance()
     cs.store(name="train_schema", node=TrainConfig)
     cs.store(name="render_schema", node=RenderConfig)
-    cs.store(group="model", name="nerf_schema", node=NeRFConfig)
-    cs.store(group="model", name="neus_schema", node=NeuSConfig)
+    for name, schema in MODEL_SCHEMAS.items():  # conf/model/<name>.yaml starts from these
+        cs.store(group="schema/model", name=name, node=schema)
