@@ -50,6 +50,7 @@ class TrainerConfig:
     keep_ckpts: int = 3  # keep the last K checkpoints
     log_every: int = 20  # TensorBoard scalars every N steps
     device: str = "auto"  # auto (this rank's GPU if any, else CPU) | cpu | cuda | cuda:N
+    cpu_threads: int = 0  # intra-op threads when training on the CPU (0: torch's default, one per core)
     amp: bool = False  # mixed precision (autocast) for the model's forward pass
     amp_dtype: str = "bf16"  # bf16 | fp16 (fp16 uses a gradient scaler)
     tf32: bool = False  # allow TF32 matmuls / convolutions on Ampere+ GPUs (as does model.tf32)

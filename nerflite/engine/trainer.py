@@ -142,6 +142,8 @@ def train(cfg: DictConfig, run_dir: str | Path | None = None) -> TrainResult:
 def _train(cfg: DictConfig, info: D.DistInfo, run_dir) -> TrainResult:
     tcfg = cfg.trainer
     device = info.device
+    if device.type == "cpu" and tcfg.cpu_threads > 0:
+        torch.set_num_threads(tcfg.cpu_threads)
     if device.type == "cuda":  # process-wide switches: either config key turns TF32 on
         tf32 = bool(tcfg.tf32 or cfg.model.get("tf32", False))
         torch.backends.cuda.matmul.allow_tf32 = tf32
