@@ -157,7 +157,7 @@ def _train(cfg: DictConfig, info: D.DistInfo, run_dir) -> TrainResult:
         run_dir = default_run_dir(cfg)
     run_dir = Path(D.broadcast_object(str(run_dir), info))
 
-    cfg = _with_amp(cfg)
+    cfg = _for_run(cfg)
     parts = _Parts.build(cfg, info)
     model, dm = parts.model, parts.dm
     start = 0
@@ -280,12 +280,14 @@ def _diverged(step: int, loss, losses: dict, run_dir: Path) -> TrainingDiverged:
     )
 
 
-def _with_amp(cfg: DictConfig) -> DictConfig:
-    """``trainer.amp`` switches the model's own autocast (its field MLPs) to ``trainer.amp_dtype``."""
-    if not cfg.trainer.amp or "amp" not in cfg.model:
-        return cfg
-    cfg = copy.deepcopy(cfg)  # the caller's config stays as it was
-    cfg.model.amp = cfg.trainer.amp_dtype
+def _for_run(cfg: DictConfig) -> DictConfig:
+    """The config as the run uses and records it (the caller's stays untouched): the dataset path
+    made absolute, so render.py finds the data from any folder, and ``trainer.amp`` switching the
+    model's own autocast (its field MLPs) to ``trainer.amp_dtype``."""
+    cfg = copy.deepcopy(cfg)
+    cfg.dataset.path = str(Path(cfg.dataset.path).resolve())
+    if cfg.trainer.amp and "amp" in cfg.model:
+        cfg.model.amp = cfg.trainer.amp_dtype
     return cfg
 
 
