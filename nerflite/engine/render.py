@@ -56,7 +56,7 @@ def path_cameras(scene: Scene, kind: str, frames: int, downscale: float, width: 
         c2w = scene.render_c2w.float()[pick]
     else:
         bounds = scene.metadata.get("bounds")
-        if bounds is not None:
+        if bounds is not None:  # LLFF's own choice: focus between 0.9 x the nearest and 5 x the farthest bound
             focus = paths.focus_depth_from_bounds(float(np.min(bounds)) * 0.9, float(np.max(bounds)) * 5.0)
         else:
             focus = float(torch.linalg.norm(c2w_train[:, :, 3] - scene.sphere_center, dim=-1).mean())
