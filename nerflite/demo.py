@@ -1,71 +1,74 @@
-"""python -m nerflite.demo: the embedded demo (what ``make demo`` runs).
+"""`make demo` / `python -m nerflite.demo`: the whole application in a few minutes on a CPU.
 
-For now it writes the three synthetic scenes (Blender, LLFF and NeuS/DTU formats) under
-``data/synthetic/`` (skipping the ones already there) and runs the dataset inspector on each.
+1. generates the synthetic scene (a textured box, sphere and torus, in the Blender format) under
+   data/synthetic/ on first use,
+2. trains the default small NeRF on it (``python train.py`` with no arguments does the same),
+3. renders an orbit video around the scene and the held-out test views with their metrics,
+4. prints where the run, the video and the TensorBoard logs are.
+
+Options: ``--steps N`` (default: the config's), ``--frames N`` of the orbit, and any further
+``key=value`` config overrides, e.g. ``python -m nerflite.demo trainer.device=cuda``.
 """
 
 from __future__ import annotations
 
 import argparse
+import json
+import sys
 import time
 from pathlib import Path
 
-from nerflite.data.synthetic import FORMATS, generate
+from hydra import compose, initialize_config_dir
 
-DONE_MARKER = "gt_correspondences.npz"  # written last: a scene that has it is complete
+from nerflite.engine.config import register_configs
 
-
-def ensure_scene(fmt: str, root: Path) -> tuple[Path, bool]:
-    """Generate the ``fmt`` scene under ``root / fmt`` unless it is already complete; (path, made)."""
-    out = root / fmt
-    if (out / DONE_MARKER).is_file():
-        return out, False
-    generate(fmt, out)
-    return out, True
+CONF = Path(__file__).resolve().parents[1] / "conf"
 
 
-def _summary(fmt: str, path: Path) -> None:
-    """A short description of a scene's files (used when the dataset inspector is not available)."""
-    pngs = sorted(p.relative_to(path).as_posix() for p in path.rglob("*.png"))
-    folders: dict[str, int] = {}
-    for name in pngs:
-        folder = name.rsplit("/", 1)[0] if "/" in name else "."
-        folders[folder] = folders.get(folder, 0) + 1
-    files = sorted(p.name for p in path.iterdir() if p.is_file())
-    print(f"  {fmt}: {', '.join(f'{k}/ {v} PNG' for k, v in folders.items())}; files: {', '.join(files)}")
-
-
-def inspect_scene(fmt: str, path: Path) -> int:
-    """Run the dataset inspector on a scene (its exit status); a plain summary if there is none."""
-    try:
-        from nerflite.data import inspect as inspector
-    except ImportError:
-        _summary(fmt, path)
-        return 0
-    try:
-        status = inspector.main([str(path), "--format", fmt])
-    except SystemExit as e:  # an argparse-style main may exit
-        status = e.code if isinstance(e.code, int) else 1
-    return int(status or 0)
+def _compose(name: str, overrides: list[str]):
+    register_configs()
+    with initialize_config_dir(config_dir=str(CONF), version_base="1.3"):
+        return compose(name, overrides=overrides)
 
 
 def main(argv: list[str] | None = None) -> int:
-    ap = argparse.ArgumentParser(prog="python -m nerflite.demo", description=__doc__.splitlines()[0])
-    ap.add_argument("--root", default="data/synthetic", help="folder of the synthetic scenes")
-    args = ap.parse_args(argv)
-    root = Path(args.root)
-    status = 0
-    for fmt in FORMATS:
-        start = time.perf_counter()
-        path, made = ensure_scene(fmt, root)
-        what = f"generated in {time.perf_counter() - start:.1f} s" if made else "already present"
-        print(f"== {fmt}: {path} ({what})")
-        status |= inspect_scene(fmt, path)
-    print("\nSynthetic scenes (with ground truth gt_points.ply, gt_correspondences.npz):")
-    for fmt in FORMATS:
-        print(f"  {fmt:8s} {(root / fmt).resolve()}")
-    return status
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--steps", type=int, default=None, help="training steps (default: the config's)")
+    parser.add_argument("--frames", type=int, default=60, help="frames of the orbit video")
+    parser.add_argument("overrides", nargs="*", help="config overrides, key=value")
+    args = parser.parse_args(argv)
+
+    from nerflite.engine.render import render
+    from nerflite.engine.trainer import train
+
+    overrides = ["name=demo", *args.overrides]
+    if args.steps is not None:
+        overrides.append(f"trainer.steps={args.steps}")
+    cfg = _compose("config", overrides)
+    print(f"nerflite demo: {cfg.trainer.steps} steps of NeRF on the synthetic scene in {cfg.dataset.path}")
+    t0 = time.perf_counter()
+    result = train(cfg)
+    t_train = time.perf_counter() - t0
+    run = result.run_dir
+
+    orbit = render(_compose("render", [f"run={run}", "path=orbit", f"frames={args.frames}", "fps=30"]))
+    test = render(_compose("render", [f"run={run}", "path=test", "video=false"]))
+    metrics = json.loads((test / "metrics.json").read_text())["mean"]
+    total = time.perf_counter() - t0
+
+    logdir = run.parent
+    print(
+        f"""
+done in {total / 60:.1f} min (training {t_train / 60:.1f} min, {result.step} steps)
+  held-out views: PSNR {metrics["psnr"]:.2f} dB, SSIM {metrics["ssim"]:.3f}   ({test / "metrics.json"})
+  run folder:     {run}   (config.yaml, checkpoints/, eval/)
+  orbit video:    {orbit / "rgb.mp4"}   (depth: {orbit / "depth.mp4"})
+  TensorBoard:    tensorboard --logdir {logdir}   then open http://localhost:6006
+  render again:   python render.py run={run} path=orbit frames=120
+  resume:         python train.py name=demo resume=true trainer.steps={result.step * 2}"""
+    )
+    return 0
 
 
 if __name__ == "__main__":
-    raise SystemExit(main())
+    sys.exit(main())

@@ -1,0 +1,181 @@
+"""Render a trained run: ``render(cfg)`` is what ``render.py`` runs.
+
+A run folder and one of its checkpoints -> the run's scene and model -> cameras along a path
+(orbit, spiral or the held-out test views) -> chunked rendering -> PNG frames, depth (and NeuS
+normal) pictures, MP4 videos, ``metrics.json`` (test views) and a PLY mesh (NeuS, ``mesh=true``).
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import imageio.v2 as imageio
+import numpy as np
+import torch
+from omegaconf import DictConfig, OmegaConf
+from tqdm import tqdm
+
+from nerflite import camera_paths as paths
+from nerflite.cameras import Cameras, generate_rays, ndc_rays
+from nerflite.data.datamanager import eval_split
+from nerflite.data.scene import Scene
+from nerflite.engine import checkpoint as ckpt
+from nerflite.engine.distributed import pick_device
+from nerflite.engine.evaluate import image_metrics, render_image, sdf_mesh, visualisations
+from nerflite.engine.logging import to_uint8
+from nerflite.engine.setup import build_datamanager, build_model, build_scene
+from nerflite.rays import RayBundle
+
+PATHS = ("auto", "orbit", "spiral", "test")
+
+
+def load_run(run: str | Path, ckpt_path: str | Path | None, device: torch.device):
+    """(run config, scene, model in eval mode, checkpoint path) of a run folder."""
+    run = Path(run)
+    path = Path(ckpt_path) if ckpt_path else ckpt.latest(run)
+    if path is None or not path.is_file():
+        raise FileNotFoundError(f"no checkpoint in {run / ckpt.CKPT_DIR}" if not ckpt_path else f"{path}: not a file")
+    state = ckpt.load_checkpoint(path, map_location=device)
+    run_cfg = OmegaConf.create(state["config"])
+    scene = build_scene(run_cfg.dataset)
+    model = build_model(run_cfg.model, scene).to(device)
+    model.load_state_dict(state["model"])
+    model.eval()
+    return run_cfg, scene, model, path
+
+
+def path_cameras(scene: Scene, kind: str, frames: int, downscale: float, width: int) -> Cameras:
+    """Cameras along an orbit or a spiral, with the intrinsics of the first training view rescaled."""
+    train = scene.cameras[scene.split("train")]
+    c2w_train = train.c2w.float()
+    if kind == "orbit":
+        c2w = paths.orbit_from_cameras(c2w_train, scene.sphere_center.float(), frames)
+    elif scene.render_c2w is not None:  # the parser's own spiral for forward-facing captures
+        pick = torch.linspace(0, len(scene.render_c2w) - 1, frames).round().long()
+        c2w = scene.render_c2w.float()[pick]
+    else:
+        bounds = scene.metadata.get("bounds")
+        if bounds is not None:  # LLFF's own choice: focus between 0.9 x the nearest and 5 x the farthest bound
+            focus = paths.focus_depth_from_bounds(float(np.min(bounds)) * 0.9, float(np.max(bounds)) * 5.0)
+        else:
+            focus = float(torch.linalg.norm(c2w_train[:, :, 3] - scene.sphere_center, dim=-1).mean())
+        c2w = paths.spiral_path(c2w_train, focus, frames)
+    first = train[0]
+    w0, h0 = int(first.width[0]), int(first.height[0])
+    w = width if width > 0 else max(int(round(w0 / downscale)), 1)
+    h = max(int(round(h0 * w / w0)), 1)
+    one = first.rescaled(w, h)
+    n = len(c2w)
+    rep = lambda t: t.expand(n).clone()  # noqa: E731
+    f32 = lambda t: rep(t).float()  # noqa: E731  (rays in float32, like the training batches)
+    return Cameras(f32(one.fx), f32(one.fy), f32(one.cx), f32(one.cy), rep(one.width), rep(one.height), c2w.float())
+
+
+def camera_rays(scene: Scene, cams: Cameras, i: int) -> RayBundle:
+    """All rays of view ``i`` (row-major), in NDC when the scene trains in NDC."""
+    h, w = int(cams.height[i]), int(cams.width[i])
+    y, x = torch.meshgrid(torch.arange(h), torch.arange(w), indexing="ij")
+    idx = torch.full((h * w,), i, dtype=torch.long)
+    rays = generate_rays(cams, idx, y.reshape(-1), x.reshape(-1), scene.near, scene.far)
+    if scene.ndc:
+        rays = ndc_rays(rays, float(cams.fx[i]), float(cams.fy[i]), w, h, 1.0)
+    return rays
+
+
+class VideoWriters:
+    """One MP4 per picture kind (rgb, depth, normals), H.264 through imageio's ffmpeg plugin; frames
+    are streamed to ffmpeg as they come (padded to even sizes, as yuv420p needs)."""
+
+    def __init__(self, folder: Path, fps: int, enabled: bool = True):
+        self.folder, self.fps, self.enabled = folder, fps, enabled
+        self.writers: dict[str, object] = {}
+
+    def append(self, name: str, frame: np.ndarray) -> None:
+        if not self.enabled:
+            return
+        if name not in self.writers:
+            self.writers[name] = imageio.get_writer(
+                self.folder / f"{name}.mp4",
+                format="FFMPEG",
+                fps=self.fps,
+                codec="libx264",
+                quality=8,
+                macro_block_size=1,
+                pixelformat="yuv420p",
+            )
+        h, w = frame.shape[:2]
+        self.writers[name].append_data(np.pad(frame, ((0, h % 2), (0, w % 2), (0, 0)), mode="edge"))
+
+    def close(self) -> None:
+        for writer in self.writers.values():
+            writer.close()
+
+
+def _frames(cfg: DictConfig, run_cfg, scene: Scene, kind: str, device):
+    """(view index, rays, batch with ground truth or None, height, width) per frame, made lazily."""
+    if kind == "test":
+        dm = build_datamanager(run_cfg, scene, device)
+        try:
+            for view in list(scene.splits.get("test") or eval_split(scene)):
+                rays, batch = dm.eval_image(view)
+                h, w = (int(v) for v in batch["image_hw"])
+                yield view, rays, batch, h, w
+        finally:
+            dm.close()
+        return
+    cams = path_cameras(scene, kind, cfg.frames, cfg.downscale, cfg.width)
+    for i in range(len(cams)):
+        yield i, camera_rays(scene, cams, i), None, int(cams.height[i]), int(cams.width[i])
+
+
+def render(cfg: DictConfig) -> Path:
+    """Render ``cfg.run`` along ``cfg.path``; returns the output folder."""
+    if cfg.path not in PATHS:
+        raise ValueError(f"path must be one of {PATHS}, got {cfg.path!r}")
+    device = pick_device(cfg.device)
+    run_cfg, scene, model, ckpt_path = load_run(cfg.run, cfg.ckpt, device)
+    kind = cfg.path if cfg.path != "auto" else ("spiral" if scene.ndc else "orbit")
+    out = Path(cfg.out) if cfg.out else Path(cfg.run) / "renders" / f"{kind}_{ckpt_path.stem}"
+    out.mkdir(parents=True, exist_ok=True)
+    chunk = cfg.chunk if cfg.chunk > 0 else int(run_cfg.model.get("chunk", 4096))
+    print(f"rendering {kind} of {cfg.run} ({ckpt_path.name}) into {out}")
+
+    videos = VideoWriters(out, cfg.fps, enabled=cfg.video)
+    per_view = []
+    total = len(scene.splits.get("test") or eval_split(scene)) if kind == "test" else cfg.frames
+    try:
+        frames = _frames(cfg, run_cfg, scene, kind, device)
+        for frame, (view, rays, batch, h, w) in enumerate(tqdm(frames, total=total, desc="render", unit="frame")):
+            outputs = render_image(model, rays, h, w, chunk)
+            for name, img in visualisations(outputs).items():
+                pic = to_uint8(img)
+                (out / name).mkdir(exist_ok=True)
+                imageio.imwrite(out / name / f"{frame:05d}.png", pic)
+                videos.append(name, pic)
+            if batch is not None:
+                gt = batch["rgb"].reshape(h, w, 3).float().cpu()
+                per_view.append({"view": view, **image_metrics(outputs["rgb"], gt)})
+    finally:
+        videos.close()
+    if per_view:
+        mean = {k: float(np.mean([v[k] for v in per_view])) for k in ("psnr", "ssim")}
+        (out / "metrics.json").write_text(
+            json.dumps({"mean": mean, "views": per_view, "checkpoint": str(ckpt_path)}, indent=2)
+        )
+        print(f"test views: PSNR {mean['psnr']:.2f} dB, SSIM {mean['ssim']:.4f} (mean of {len(per_view)})")
+    if cfg.mesh:
+        _write_mesh(model, scene, out / "mesh.ply", cfg.mesh_res)
+    print(f"wrote {out}")
+    return out
+
+
+def _write_mesh(model, scene: Scene, path: Path, res: int) -> None:
+    """The SDF's zero level set as a coloured PLY, in the dataset's own world frame."""
+    if not hasattr(model, "scene_sdf"):
+        raise ValueError("mesh=true needs an SDF model (a run trained with model=neus)")
+    from nerflite.mesh import write_ply
+
+    mesh = sdf_mesh(model, res, colors=True, world_from_scene=scene.metadata.get("world_from_scene"))
+    write_ply(path, mesh)
+    print(f"mesh: {path} ({len(mesh.vertices)} vertices, {len(mesh.faces)} faces, grid {res}^3)")

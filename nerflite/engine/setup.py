@@ -1,0 +1,81 @@
+"""From a composed config to the objects a run needs: the scene, the model, the datamanager.
+
+Shared by training and rendering, so both read a run's config the same way.
+"""
+
+from __future__ import annotations
+
+import random
+from pathlib import Path
+
+import numpy as np
+import torch
+from omegaconf import DictConfig, OmegaConf
+
+from nerflite.data.parsers import load_scene
+from nerflite.data.scene import Scene
+from nerflite.models.base import Model
+
+
+def seed_everything(seed: int) -> None:
+    random.seed(seed)
+    np.random.seed(seed % 2**32)
+    torch.manual_seed(seed)
+
+
+def to_dataclass(node, cls):
+    """An instance of ``cls`` (a component's own config dataclass, or a schema subclassing it) from a
+    config node; plain nodes (a run's saved YAML) are validated against ``cls`` on the way."""
+    if not OmegaConf.is_config(node):
+        node = OmegaConf.create(node)
+    typed = OmegaConf.get_type(node)
+    if not (isinstance(typed, type) and issubclass(typed, cls)):
+        node = OmegaConf.merge(OmegaConf.structured(cls), node)
+    return OmegaConf.to_object(node)
+
+
+def ensure_synthetic(dcfg: DictConfig) -> None:
+    """Generate the synthetic scene that ``dataset.synthetic`` describes if ``dataset.path`` lacks it."""
+    spec = dcfg.get("synthetic")
+    if spec is None:
+        return
+    out = Path(dcfg.path)
+    if out.is_dir() and any(out.iterdir()):
+        return
+    from nerflite.data.synthetic import generate
+
+    print(f"generating the synthetic {spec.format} scene ({spec.views} views, {spec.size}px) in {out} ...")
+    tmp = out.with_name(out.name + ".partial")
+    generate(spec.format, tmp, views=spec.views, size=spec.size, seed=spec.seed)
+    tmp.replace(out)  # a half-written scene is never mistaken for a complete one
+
+
+def build_scene(dcfg: DictConfig) -> Scene:
+    from nerflite.engine.config import DatasetSchema
+
+    ensure_synthetic(dcfg)
+    return load_scene(to_dataclass(dcfg, DatasetSchema))
+
+
+def build_model(mcfg, scene: Scene) -> Model:
+    """The model the ``model`` config names (``model.name``: nerf | neus), set up for ``scene``."""
+    from nerflite.engine.config import MODEL_SCHEMAS
+
+    name = mcfg["name"]
+    if name not in MODEL_SCHEMAS:
+        raise ValueError(f"unknown model {name!r} (expected one of {sorted(MODEL_SCHEMAS)})")
+    model_cfg = to_dataclass(mcfg, MODEL_SCHEMAS[name])
+    if name == "nerf":
+        from nerflite.models.nerf import NeRFModel
+
+        return NeRFModel(model_cfg, background=scene.background)
+    from nerflite.models.neus import NeuSModel
+
+    return NeuSModel(model_cfg, sphere_center=scene.sphere_center, sphere_radius=scene.sphere_radius)
+
+
+def build_datamanager(cfg: DictConfig, scene: Scene, device, rank: int = 0, world_size: int = 1):
+    from nerflite.data.datamanager import DataManager, DataManagerConfig
+
+    dm_cfg = to_dataclass(cfg.datamanager, DataManagerConfig)
+    return DataManager(scene, dm_cfg, device, rank=rank, world_size=world_size)

@@ -1,0 +1,49 @@
+"""Fixtures of the application tests: tiny generated scenes and the real config, shrunk."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+import torch
+
+from tests.app.helpers import TINY_NERF, TINY_RUN, compose_config
+
+
+@pytest.fixture(scope="session")
+def tiny_scene(tmp_path_factory):
+    """format -> folder of a tiny generated scene (8 views of 24x24 pixels), made once per session."""
+    made: dict[str, Path] = {}
+
+    def get(fmt: str) -> Path:
+        if fmt not in made:
+            from nerflite.data.synthetic import generate
+
+            out = tmp_path_factory.mktemp("scenes") / fmt
+            generate(fmt, out, views=8, size=24, seed=0)
+            made[fmt] = out
+        return made[fmt]
+
+    return get
+
+
+@pytest.fixture
+def one_thread():
+    """One intra-op thread: tiny models are faster without it, and a shared CI box stays responsive."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
+@pytest.fixture
+def tiny_cfg(tiny_scene, tmp_path, one_thread):
+    """The default config (synthetic scene, NeRF) shrunk to a few seconds, writing under tmp_path."""
+
+    def make(*extra: str):
+        scene = tiny_scene("blender")
+        return compose_config(
+            [f"dataset.path={scene}", f"output_root={tmp_path / 'outputs'}", *TINY_NERF, *TINY_RUN, *extra]
+        )
+
+    return make

@@ -1,0 +1,127 @@
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+from hydra.errors import ConfigCompositionException
+from omegaconf.errors import ValidationError
+
+from nerflite.engine.setup import build_datamanager, build_model, build_scene
+from tests.app.helpers import TINY_NERF, TINY_NEUS, compose_config
+
+REPO = Path(__file__).resolve().parents[2]
+SCENE_FORMAT = {"synthetic": "blender", "blender": "blender", "llff": "llff", "neus": "neus"}
+
+
+@pytest.mark.parametrize("model", ["nerf", "neus"])
+@pytest.mark.parametrize("dataset", ["synthetic", "blender", "llff", "neus"])
+def test_every_dataset_and_model_composes_and_runs_a_step(dataset, model, tiny_scene, one_thread):
+    fmt = "neus" if (dataset, model) == ("synthetic", "neus") else SCENE_FORMAT[dataset]  # see conf/preset/
+    path = tiny_scene(fmt)
+    tiny = TINY_NERF if model == "nerf" else TINY_NEUS
+    cfg = compose_config(
+        [
+            f"dataset={dataset}",
+            f"model={model}",
+            f"dataset.path={path}",
+            "dataset.downscale=1",
+            "datamanager.workers=0",
+            "datamanager.rays_per_batch=32",
+            *tiny,
+        ]
+    )
+    assert cfg.model.name == model and cfg.name == f"{dataset}_{model}"
+    scene = build_scene(cfg.dataset)
+    net = build_model(cfg.model, scene)
+    dm = build_datamanager(cfg, scene, torch.device("cpu"))
+    try:
+        rays, batch = dm.next_train(0)
+        net.set_step(0)
+        losses = net.losses(net(rays), batch)
+        loss = sum(losses.values())
+        loss.backward()
+        assert torch.isfinite(loss)
+        if model == "neus" and scene.has_masks:
+            assert "mask" in losses
+    finally:
+        dm.close()
+
+
+@pytest.mark.parametrize(
+    "experiment, checks",
+    [
+        (
+            "lego",
+            {
+                "model.n_samples": 64,
+                "model.n_importance": 128,
+                "datamanager.rays_per_batch": 1024,
+                "trainer.lr": 5e-4,
+                "trainer.lr_final": 5e-5,
+                "datamanager.precrop_steps": 500,
+                "dataset.format": "blender",
+                "trainer.steps": 200000,
+            },
+        ),
+        (
+            "fern",
+            {
+                "dataset.format": "llff",
+                "dataset.downscale": 8,
+                "dataset.llffhold": 8,
+                "dataset.ndc": True,
+                "model.raw_noise_std": 1.0,
+                "trainer.steps": 200000,
+            },
+        ),
+        (
+            "dtu",
+            {
+                "model.name": "neus",
+                "dataset.masks": True,
+                "trainer.steps": 300000,
+                "datamanager.rays_per_batch": 512,
+                "model.warm_up_end": 5000,
+                "model.anneal_end": 50000,
+                "model.lr": 5e-4,
+                "model.n_outside": 0,
+            },
+        ),
+    ],
+)
+def test_experiments_set_the_published_recipes(experiment, checks):
+    cfg = compose_config([f"experiment={experiment}"])
+    assert cfg.name == experiment
+    for key, value in checks.items():
+        node = cfg
+        for part in key.split("."):
+            node = node[part]
+        assert node == value, key
+    build_model(cfg.model, _FakeScene())  # the paper-sized model instantiates
+
+
+class _FakeScene:
+    background = (1.0, 1.0, 1.0)
+    sphere_center = torch.zeros(3)
+    sphere_radius = 1.0
+
+
+def test_wrong_type_fails_at_composition():
+    with pytest.raises(ConfigCompositionException) as err:
+        compose_config(["trainer.steps=many"])
+    assert isinstance(err.value.__cause__, ValidationError)
+
+
+def test_misspelt_key_fails_fast_with_hydras_message(tmp_path):
+    proc = subprocess.run(
+        [sys.executable, "train.py", "trainer.stepz=10", f"output_root={tmp_path}"],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert proc.returncode != 0
+    assert "Could not override 'trainer.stepz'" in proc.stderr
+    assert "Key 'stepz' not in 'TrainerConfig'" in proc.stderr
+    assert not any(tmp_path.iterdir())  # failed before any run folder was made

@@ -1,0 +1,26 @@
+"""The demo trains, renders an orbit video and the test views, and says where everything is."""
+
+import re
+from pathlib import Path
+
+import nerflite.demo as demo
+from tests.app.helpers import TINY_NERF
+
+
+def test_demo_trains_renders_and_reports(tiny_scene, tmp_path, capsys, one_thread):
+    overrides = [
+        f"dataset.path={tiny_scene('blender')}",
+        f"output_root={tmp_path}",
+        *TINY_NERF,
+        "datamanager.workers=0",
+        "trainer.progress=false",
+        "trainer.eval_every=0",
+    ]
+    assert demo.main(["--steps", "3", "--frames", "2", *overrides]) == 0
+    out = capsys.readouterr().out
+    run = Path(re.search(r"run folder:\s+(\S+)", out).group(1))
+    video = Path(re.search(r"orbit video:\s+(\S+)", out).group(1))
+    assert run.parent == tmp_path / "demo" and (run / "config.yaml").is_file()
+    assert video.is_file() and video.stat().st_size > 0 and video.is_relative_to(run)
+    assert f"tensorboard --logdir {run.parent}" in out
+    assert re.search(r"PSNR \d+\.\d+ dB", out)
