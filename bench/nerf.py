@@ -26,6 +26,7 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from nerflite.camera_paths import orbit_path  # noqa: E402
 from nerflite.cameras import Cameras, generate_rays  # noqa: E402
 from nerflite.models.base import render_rays_chunked  # noqa: E402
 from nerflite.models.nerf import NeRFConfig, NeRFModel  # noqa: E402
@@ -34,18 +35,10 @@ from nerflite.models.nerf import NeRFConfig, NeRFModel  # noqa: E402
 def lego_like_cameras(n_views: int, size: int) -> Cameras:
     """Cameras on a sphere of radius 4 looking at the origin (OpenCV axes), 0.69 rad field of view."""
     focal = 0.5 * size / math.tan(0.5 * 0.6911)
-    c2w = []
-    for i in range(n_views):
-        az, el = 2 * math.pi * i / n_views, 0.5
-        centre = 4.0 * torch.tensor([math.cos(az) * math.cos(el), math.sin(az) * math.cos(el), math.sin(el)])
-        forward = -centre / centre.norm()
-        right = torch.linalg.cross(forward, torch.tensor([0.0, 0.0, 1.0]))
-        right = right / right.norm()
-        down = torch.linalg.cross(forward, right)
-        c2w.append(torch.stack([right, down, forward, centre], dim=1))
+    c2w = orbit_path(torch.zeros(3), 4.0, torch.tensor([0.0, 0.0, 1.0]), n_views, elevation_deg=28.6)
     full = lambda v: torch.full((n_views,), float(v))  # noqa: E731
     size_t = torch.full((n_views,), size, dtype=torch.int64)
-    return Cameras(full(focal), full(focal), full(size / 2), full(size / 2), size_t, size_t, torch.stack(c2w))
+    return Cameras(full(focal), full(focal), full(size / 2), full(size / 2), size_t, size_t, c2w)
 
 
 def sync(device: torch.device) -> None:

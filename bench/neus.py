@@ -32,6 +32,7 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from nerflite.camera_paths import orbit_path  # noqa: E402
 from nerflite.cameras import Cameras, generate_rays  # noqa: E402
 from nerflite.mesh import extract_mesh  # noqa: E402
 from nerflite.models.neus import NeuSConfig, NeuSModel  # noqa: E402
@@ -40,19 +41,11 @@ from nerflite.models.neus import NeuSConfig, NeuSModel  # noqa: E402
 def dtu_like_cameras(n_views: int, width: int = 1600, height: int = 1200) -> Cameras:
     """Cameras at distance 3 from the origin looking at it (OpenCV axes), a DTU-like focal length."""
     focal = 0.5 * width / math.tan(0.5 * math.radians(48.0))
-    c2w = []
-    for i in range(n_views):
-        az, el = 2 * math.pi * i / n_views, 0.6
-        centre = 3.0 * torch.tensor([math.cos(az) * math.cos(el), math.sin(az) * math.cos(el), math.sin(el)])
-        forward = -centre / centre.norm()
-        right = torch.linalg.cross(forward, torch.tensor([0.0, 0.0, 1.0]))
-        right = right / right.norm()
-        down = torch.linalg.cross(forward, right)
-        c2w.append(torch.stack([right, down, forward, centre], dim=1))
+    c2w = orbit_path(torch.zeros(3), 3.0, torch.tensor([0.0, 0.0, 1.0]), n_views, elevation_deg=34.4)
     full = lambda v: torch.full((n_views,), float(v))  # noqa: E731
     w = torch.full((n_views,), width, dtype=torch.int64)
     h = torch.full((n_views,), height, dtype=torch.int64)
-    return Cameras(full(focal), full(focal), full(width / 2), full(height / 2), w, h, torch.stack(c2w))
+    return Cameras(full(focal), full(focal), full(width / 2), full(height / 2), w, h, c2w)
 
 
 def sync(device: torch.device) -> None:

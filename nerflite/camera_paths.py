@@ -17,12 +17,21 @@ def _normalize(v: Tensor) -> Tensor:
 
 
 def look_at(eye: Tensor, target: Tensor, up: Tensor) -> Tensor:
-    """Cameras at ``eye`` [n, 3] looking at ``target`` [n, 3] (or [3]) with ``up`` [3] upward -> [n, 3, 4]."""
+    """Cameras at ``eye`` [n, 3] looking at ``target`` [n, 3] (or [3]) with ``up`` [3] upward -> [n, 3, 4].
+
+    A camera looking straight along ``up`` gets an arbitrary right axis perpendicular to its view.
+    """
     eye = torch.as_tensor(eye)
     target = torch.as_tensor(target, dtype=eye.dtype).expand_as(eye)
     up = torch.as_tensor(up, dtype=eye.dtype).expand_as(eye)
     z = _normalize(target - eye)  # forward
-    x = _normalize(torch.linalg.cross(z, up))  # right = forward x up (y is down)
+    x = torch.linalg.cross(z, up)  # right = forward x up (y is down)
+    degenerate = torch.linalg.norm(x, dim=-1) < 1e-9  # [n]
+    if degenerate.any():
+        other = torch.where(z[:, :1].abs() < 0.9, torch.tensor([1.0, 0.0, 0.0], dtype=eye.dtype),
+                            torch.tensor([0.0, 1.0, 0.0], dtype=eye.dtype))  # [n, 3]
+        x = torch.where(degenerate[:, None], torch.linalg.cross(z, other), x)
+    x = _normalize(x)
     y = torch.linalg.cross(z, x)  # down
     return torch.stack([x, y, z, eye], dim=-1)  # [n, 3, 4]
 
@@ -54,14 +63,42 @@ def orbit_path(
 
 
 def orbit_from_cameras(c2w: Tensor, center: Tensor, n_frames: int = 120) -> Tensor:
-    """An orbit matching a 360-degree capture: the cameras' mean distance to ``center`` and mean elevation."""
-    c2w = c2w.float()
+    """The default path for scenes seen from around: [n_frames, 3, 4] cameras circling ``center``.
+
+    The path follows the capture: it turns about the views' mean up axis at their median distance
+    and elevation. When the views surround the scene (no azimuth gap over 90 degrees) it is a full
+    turn; otherwise it sweeps the observed azimuth range out and back, so it never shows the side
+    no camera saw (a DTU-style frontal arc stays an arc).
+    """
+    dtype = torch.as_tensor(c2w).dtype
+    c2w = torch.as_tensor(c2w).double()
     center = torch.as_tensor(center, dtype=c2w.dtype)
     up = scene_up(c2w)
-    offsets = c2w[:, :, 3] - center  # [n, 3]
-    dist = torch.linalg.norm(offsets, dim=-1)
-    elevation = torch.rad2deg(torch.asin((offsets @ up / dist).clamp(-1, 1))).mean()
-    return orbit_path(center, float(dist.mean()), up, n_frames, float(elevation))
+    rel = c2w[:, :, 3] - center  # [n, 3]
+    dist = torch.linalg.norm(rel, dim=-1)  # [n]
+    radius = float(dist.median())
+    elevation = float(torch.asin((rel @ up / dist.clamp_min(1e-12)).clamp(-1, 1)).median())
+    # an orthonormal basis (e1, e2) of the plane perpendicular to up, e1 towards the mean view
+    e1 = rel.mean(0) - (rel.mean(0) @ up) * up
+    if float(torch.linalg.norm(e1)) < 1e-6 * max(radius, 1e-12):
+        e1 = rel[0] - (rel[0] @ up) * up
+    if float(torch.linalg.norm(e1)) < 1e-12:
+        e1 = torch.linalg.cross(up, torch.tensor([1.0, 0.0, 0.0] if abs(float(up[0])) < 0.9 else [0.0, 1.0, 0.0],
+                                                 dtype=up.dtype))
+    e1 = _normalize(e1)
+    e2 = torch.linalg.cross(up, e1)
+    azimuth = torch.atan2(rel @ e2, rel @ e1)  # [n] in (-pi, pi], around the mean direction
+    ring = torch.sort(azimuth).values
+    gaps = torch.diff(torch.cat([ring, ring[:1] + 2 * math.pi]))
+    phase = torch.arange(n_frames, dtype=c2w.dtype) * (2 * math.pi / n_frames)  # [f]
+    if len(azimuth) < 2 or float(gaps.max()) <= math.pi / 2:
+        angles = phase
+    else:  # sweep the arc of observed azimuths, out and back
+        lo, hi = float(azimuth.min()), float(azimuth.max())
+        angles = (lo + hi) / 2 + (hi - lo) / 2 * torch.sin(phase)
+    ring_dirs = torch.cos(angles)[:, None] * e1 + torch.sin(angles)[:, None] * e2  # [f, 3]
+    dirs = math.cos(elevation) * ring_dirs + math.sin(elevation) * up
+    return look_at(center + radius * dirs, center, up).to(dtype)
 
 
 def average_pose(c2w: Tensor) -> Tensor:

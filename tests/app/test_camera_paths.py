@@ -72,3 +72,15 @@ def test_spiral_circles_the_average_pose_and_looks_at_the_focus():
     offs = (c2w[:, :, 3] - eye.mean(0)).abs()
     assert (offs[:, 0] <= radii[0] + 1e-5).all() and (offs[:, 1] <= radii[1] + 1e-5).all()
     assert offs[:, 0].max() > 0.9 * radii[0]
+
+
+def test_orbit_from_a_frontal_arc_stays_on_the_arc():
+    # views spread over 60 degrees of azimuth (a DTU-like capture): the path must not go behind
+    up = torch.tensor([0.0, 0.0, 1.0])
+    ring = cp.orbit_path(torch.zeros(3), 3.0, up, n_frames=36, elevation_deg=25.0)[:6]  # 0..50 degrees
+    orbit = cp.orbit_from_cameras(ring, torch.zeros(3), n_frames=24)
+    azimuth = torch.rad2deg(torch.atan2(orbit[:, 1, 3], orbit[:, 0, 3]))
+    seen = torch.rad2deg(torch.atan2(ring[:, 1, 3], ring[:, 0, 3]))
+    assert float(azimuth.min()) >= float(seen.min()) - 1e-3 and float(azimuth.max()) <= float(seen.max()) + 1e-3
+    assert float(azimuth.max() - azimuth.min()) > 0.9 * float(seen.max() - seen.min())
+    _assert_rotations(orbit)

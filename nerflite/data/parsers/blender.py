@@ -29,6 +29,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 import torch
 
+from nerflite.camera_paths import orbit_from_cameras
 from nerflite.cameras import opengl_to_opencv
 from nerflite.data.images import image_size
 from nerflite.data.parsers.common import (
@@ -37,7 +38,6 @@ from nerflite.data.parsers.common import (
     focus_point,
     holdout_splits,
     make_cameras,
-    orbit_path,
     scaled_size,
 )
 from nerflite.data.scene import DatasetError, Scene
@@ -221,7 +221,7 @@ def load_blender(cfg: DatasetConfig) -> Scene:
         sphere_center=torch.as_tensor(center, dtype=torch.float32),
         sphere_radius=radius,
         ndc=False,
-        render_c2w=torch.as_tensor(orbit_path(c2w, center, cfg.render_frames), dtype=torch.float32),
+        render_c2w=orbit_from_cameras(torch.from_numpy(c2w), torch.as_tensor(center), cfg.render_frames).float(),
         downscale=float(cfg.downscale),
         metadata={
             "world_from_scene": np.eye(4),

@@ -93,22 +93,6 @@ def normalize(v: np.ndarray) -> np.ndarray:
     return v / np.linalg.norm(v, axis=-1, keepdims=True)
 
 
-def look_at(eye: np.ndarray, target: np.ndarray, up: np.ndarray) -> np.ndarray:
-    """OpenCV camera-to-world [3, 4] at ``eye`` looking at ``target``, image-up towards ``up``."""
-    z = normalize(target - eye)  # forward
-    x = np.cross(z, up)
-    if np.linalg.norm(x) < 1e-9:  # looking along `up`: pick any perpendicular
-        x = np.cross(z, np.array([1.0, 0.0, 0.0]) if abs(z[0]) < 0.9 else np.array([0.0, 1.0, 0.0]))
-    x = normalize(x)  # right
-    y = np.cross(z, x)  # down
-    return np.stack([x, y, z, eye], axis=1)
-
-
-def mean_up(c2w: np.ndarray) -> np.ndarray:
-    """Average image-up direction of OpenCV cameras (their -y axes), unit [3]."""
-    return normalize(-c2w[:, :3, 1].sum(0))
-
-
 def focus_point(c2w: np.ndarray) -> np.ndarray:
     """The point closest (least squares) to every camera's optical axis [3]."""
     d = normalize(c2w[:, :3, 2])  # [n, 3]
@@ -116,43 +100,3 @@ def focus_point(c2w: np.ndarray) -> np.ndarray:
     A = np.eye(3)[None] - d[:, :, None] * d[:, None, :]  # [n, 3, 3] projectors orthogonal to d
     lhs, rhs = A.sum(0), (A @ o[:, :, None]).sum(0)[:, 0]
     return np.linalg.lstsq(lhs, rhs, rcond=None)[0]
-
-
-def orbit_path(c2w: np.ndarray, center: np.ndarray, n_frames: int = 120) -> np.ndarray:
-    """Default render path for scenes seen from around: [n_frames, 3, 4] OpenCV c2w.
-
-    Cameras circle ``center`` about the views' mean up axis at their median distance and
-    elevation. When the views surround the scene (no azimuth gap over 90 degrees) the path is a
-    full turn; otherwise it sweeps the observed azimuth range out and back, so it never shows
-    the unseen side.
-    """
-    up = mean_up(c2w)
-    rel = c2w[:, :3, 3] - center  # [n, 3]
-    radius = float(np.median(np.linalg.norm(rel, axis=-1)))
-    height = rel @ up  # [n]
-    elevation = float(np.median(np.arcsin(np.clip(height / np.linalg.norm(rel, axis=-1), -1, 1))))
-    # orthonormal basis (e1, e2) of the plane perpendicular to `up`
-    e1 = rel.mean(0) - (rel.mean(0) @ up) * up
-    if np.linalg.norm(e1) < 1e-6 * max(radius, 1e-12):
-        e1 = rel[0] - (rel[0] @ up) * up
-    if np.linalg.norm(e1) < 1e-12:
-        e1 = np.cross(up, [1.0, 0.0, 0.0] if abs(up[0]) < 0.9 else [0.0, 1.0, 0.0])
-    e1 = normalize(e1)
-    e2 = np.cross(up, e1)
-    azimuth = np.arctan2(rel @ e2, rel @ e1)  # [n] in (-pi, pi], around the mean direction
-    if len(azimuth) > 1:
-        ring = np.sort(azimuth)
-        largest_gap = float(np.max(np.diff(np.append(ring, ring[0] + 2 * np.pi))))
-    else:
-        largest_gap = 2 * np.pi
-    if largest_gap <= np.pi / 2:
-        angles = np.linspace(0.0, 2 * np.pi, n_frames, endpoint=False)
-    else:  # sweep the arc of observed azimuths (contiguous around the mean direction)
-        lo, hi = float(np.min(azimuth)), float(np.max(azimuth))
-        phase = np.linspace(0.0, 2 * np.pi, n_frames, endpoint=False)
-        angles = (lo + hi) / 2 + (hi - lo) / 2 * np.sin(phase)
-    poses = []
-    for a in angles:
-        direction = np.cos(elevation) * (np.cos(a) * e1 + np.sin(a) * e2) + np.sin(elevation) * up
-        poses.append(look_at(center + radius * direction, center, up))
-    return np.stack(poses)

@@ -30,6 +30,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 import torch
 
+from nerflite.camera_paths import focus_depth_from_bounds, orbit_from_cameras, spiral_path
 from nerflite.cameras import opengl_to_opencv
 from nerflite.data.images import image_size
 from nerflite.data.parsers.common import (
@@ -37,10 +38,8 @@ from nerflite.data.parsers.common import (
     focus_point,
     holdout_splits,
     list_images,
-    look_at,
     make_cameras,
     normalize,
-    orbit_path,
     scaled_size,
 )
 from nerflite.data.scene import DatasetError, Scene
@@ -135,24 +134,6 @@ def transform_poses(m: np.ndarray, c2w: np.ndarray, bounds: np.ndarray) -> tuple
     return np.concatenate([rot @ c2w[:, :, :3], t], axis=2), bounds * s
 
 
-def spiral_path(c2w_gl: np.ndarray, bounds: np.ndarray, n_frames: int, rots: int = 2) -> np.ndarray:
-    """The classic forward-facing spiral [n, 3, 4] (OpenCV): cameras circle the mean pose within
-    the 90th percentile of the views' offsets, looking at a point at a weighted mean scene depth."""
-    avg = average_pose(c2w_gl)
-    close, far = bounds.min() * 0.9, bounds.max() * 5.0
-    focus_depth = 1.0 / (0.25 / close + 0.75 / far)
-    offsets = (c2w_gl[:, :, 3] - avg[:3, 3]) @ avg[:3, :3]  # [n, 3] in the mean camera's axes
-    rads = np.percentile(np.abs(offsets), 90, axis=0)  # [3]
-    up = normalize(c2w_gl[:, :, 1].sum(0))
-    target = avg[:3, :3] @ np.array([0.0, 0.0, -focus_depth]) + avg[:3, 3]
-    poses = []
-    for theta in np.linspace(0.0, 2 * np.pi * rots, n_frames, endpoint=False):
-        local = np.array([np.cos(theta), -np.sin(theta), -np.sin(0.5 * theta)]) * rads
-        eye = avg[:3, :3] @ local + avg[:3, 3]
-        poses.append(look_at(eye, target, up))
-    return np.stack(poses)
-
-
 def load_llff(cfg: DatasetConfig) -> Scene:
     root = Path(cfg.path)
     pb_path = root / "poses_bounds.npy"
@@ -199,13 +180,15 @@ def load_llff(cfg: DatasetConfig) -> Scene:
     ndc = bool(cfg.ndc and not cfg.spherify)
     if cfg.spherify:
         center, radius = np.zeros(3), 1.0
-        render = orbit_path(c2w_cv, center, cfg.render_frames)
+        render = orbit_from_cameras(torch.from_numpy(c2w_cv), torch.zeros(3), cfg.render_frames)
     else:
         # rough sphere around the viewed content: on the mean optical axis, spanning the bounds
         mid = 0.5 * (bounds.min() + bounds.max())
         center = np.array([0.0, 0.0, -mid])
         radius = 0.5 * (bounds.max() - bounds.min()) + float(np.abs(c2w[:, :, 3]).max())
-        render = spiral_path(c2w, bounds, cfg.render_frames)
+        # the classic spiral: focus between 0.9 x the nearest and 5 x the farthest bound, in disparity
+        focus = focus_depth_from_bounds(float(bounds.min()) * 0.9, float(bounds.max()) * 5.0)
+        render = spiral_path(torch.from_numpy(c2w_cv), focus, cfg.render_frames)
     return Scene(
         format="llff",
         root=root,
@@ -218,7 +201,7 @@ def load_llff(cfg: DatasetConfig) -> Scene:
         sphere_center=torch.as_tensor(center, dtype=torch.float32),
         sphere_radius=float(radius),
         ndc=ndc,
-        render_c2w=torch.as_tensor(render, dtype=torch.float32),
+        render_c2w=render.float(),
         downscale=float(resize),
         metadata={
             "world_from_scene": np.linalg.inv(scene_from_world),

@@ -21,8 +21,9 @@ from typing import TYPE_CHECKING
 import numpy as np
 import torch
 
+from nerflite.camera_paths import orbit_from_cameras
 from nerflite.data.images import image_size
-from nerflite.data.parsers.common import holdout_splits, list_images, make_cameras, orbit_path, scaled_size
+from nerflite.data.parsers.common import holdout_splits, list_images, make_cameras, scaled_size
 from nerflite.data.scene import DatasetError, Scene
 
 if TYPE_CHECKING:
@@ -134,7 +135,7 @@ def load_neus(cfg: DatasetConfig) -> Scene:
         sphere_center=torch.zeros(3),
         sphere_radius=1.0,
         ndc=False,
-        render_c2w=torch.as_tensor(orbit_path(c2w, np.zeros(3), cfg.render_frames), dtype=torch.float32),
+        render_c2w=orbit_from_cameras(torch.from_numpy(c2w), torch.zeros(3), cfg.render_frames).float(),
         downscale=float(cfg.downscale),
         metadata={
             "world_from_scene": scale_0,

@@ -10,20 +10,11 @@ import math
 import torch
 from torch import Tensor
 
+from nerflite.camera_paths import look_at
 from nerflite.cameras import Cameras
 
 GOLDEN = (math.sqrt(5.0) - 1.0) / 2.0
-
-
-def look_at(eye: Tensor, target: Tensor, up: tuple = (0.0, 0.0, 1.0)) -> Tensor:
-    """OpenCV camera-to-world [n, 3, 4] for cameras at ``eye`` [n, 3] looking at ``target`` [n, 3] or [3]."""
-    fwd = target - eye
-    fwd = fwd / torch.linalg.norm(fwd, dim=-1, keepdim=True)  # +z: forward
-    up_t = torch.tensor(up, dtype=eye.dtype).expand_as(fwd)
-    right = torch.linalg.cross(fwd, up_t)
-    right = right / torch.linalg.norm(right, dim=-1, keepdim=True)  # +x: right
-    down = torch.linalg.cross(fwd, right)  # +y: down
-    return torch.stack([right, down, fwd, eye], dim=-1)  # [n, 3, 4]
+UP = (0.0, 0.0, 1.0)  # world up of the canonical frame
 
 
 def intrinsics(n: int, width: int, height: int, fx: float, fy: float, cx: float, cy: float, c2w: Tensor) -> Cameras:
@@ -52,7 +43,7 @@ def orbit(n: int, radius: float, elevation_deg: tuple[float, float], gen: torch.
     frac = (torch.arange(n, dtype=torch.float64) * GOLDEN + float(torch.rand((), generator=gen))) % 1.0
     el = lo + (hi - lo) * frac
     eye = radius * torch.stack([torch.cos(el) * torch.cos(az), torch.cos(el) * torch.sin(az), torch.sin(el)], -1)
-    return look_at(eye, torch.zeros(3, dtype=torch.float64))
+    return look_at(eye, torch.zeros(3, dtype=torch.float64), UP)
 
 
 def forward_facing(
@@ -80,4 +71,4 @@ def forward_facing(
     target = torch.tensor([0.0, target_y, 0.0], dtype=torch.float64) + 0.1 * torch.randn(
         n, 3, generator=gen, dtype=torch.float64
     )
-    return look_at(eye, target)
+    return look_at(eye, target, UP)
