@@ -16,8 +16,11 @@ y * width[i] + x]`` is pixel (y, x) of pool image i. Images of different sizes a
 from __future__ import annotations
 
 import os
-from collections.abc import Sequence
+import threading
+import time
+from collections.abc import Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -30,6 +33,30 @@ from nerflite.data.samplers import inside_indices
 from nerflite.data.scene import DatasetError, Scene
 
 CACHE_MODES = ("ram", "compressed", "disk", "device")
+
+
+@contextmanager
+def decode_threads(n: int) -> Iterator[ThreadPoolExecutor]:
+    """A thread pool whose exit returns only once its OS threads have really ended.
+
+    ``Thread.join`` returns before a thread has run its native thread-local destructors; OpenCV's
+    takes a process-wide mutex. A data worker forked in that window inherits the mutex locked and
+    its first OpenCV call from a new thread deadlocks forever. Every pool of decode threads in a
+    process that may fork afterwards (the training process) must therefore be fully gone first.
+    """
+    tids: list[int] = []
+    lock = threading.Lock()
+
+    def note() -> None:
+        with lock:
+            tids.append(threading.get_native_id())
+
+    with ThreadPoolExecutor(max(1, n), initializer=note) as ex:
+        yield ex
+    deadline = time.monotonic() + 5.0
+    for tid in tids:  # /proc/self/task/<tid> vanishes once the thread has exited completely
+        while os.path.exists(f"/proc/self/task/{tid}") and time.monotonic() < deadline:
+            time.sleep(0.0002)
 
 
 def file_size(path) -> int:
@@ -142,7 +169,7 @@ def build_pool(
             masks[o : o + int(sizes[i])].copy_(m.view(torch.uint8))
         return -1
 
-    with ThreadPoolExecutor(max(1, threads)) as ex:
+    with decode_threads(threads) as ex:
         late = [i for i in ex.map(work, range(len(ids))) if i >= 0]
     if late:  # some images had alpha: widen to RGBA and add them
         wide = alloc(4)
@@ -238,7 +265,7 @@ class ImageCache:
             o, n = table[view]
             read_into(path, buffer[o : o + n])
 
-        with ThreadPoolExecutor(max(1, self.threads)) as ex:
+        with decode_threads(self.threads) as ex:
             list(ex.map(read, paths))
 
     # -- pools -------------------------------------------------------------------------------

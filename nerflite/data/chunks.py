@@ -24,12 +24,11 @@ import multiprocessing
 import os
 import time
 from collections.abc import Sequence
-from concurrent.futures import ThreadPoolExecutor
 
 import psutil
 import torch
 
-from nerflite.data.cache import ImageCache, Pool, _fill
+from nerflite.data.cache import ImageCache, Pool, _fill, decode_threads
 
 _TODO, _CLAIMED, _DONE = 0, 1, 2
 
@@ -99,7 +98,7 @@ class SharedChunks:
         if threads == 1:
             self._decode_share(b, chunk, views, offsets, sizes)
         else:  # fewer workers than cores: each worker decodes with several threads (OpenCV frees the GIL)
-            with ThreadPoolExecutor(threads) as ex:
+            with decode_threads(threads) as ex:
                 for job in [ex.submit(self._decode_share, b, chunk, views, offsets, sizes) for _ in range(threads)]:
                     job.result()
         return Pool(

@@ -1,6 +1,7 @@
 import math
 import os
 import signal
+import threading
 import time
 from pathlib import Path
 
@@ -454,3 +455,29 @@ def test_ram_cache_is_one_shared_uint8_copy(tmp_path):
         assert pixels.dtype == torch.uint8 and pixels.is_shared()
         assert dm.cache.nbytes() == len(scene.split("train")) * H * W * 4
         dm.next_train(0)
+
+
+def test_decode_threads_have_really_ended_when_the_pool_exits():
+    # a worker forked while a decode thread still runs its native exit (OpenCV's TLS destructor holds a
+    # process-wide mutex) inherits that mutex locked and deadlocks in its first cv2 call
+    from nerflite.data.cache import decode_threads
+
+    png = cv2.imencode(".png", np.zeros((4, 4, 3), np.uint8))[1]
+    for _ in range(20):
+        with decode_threads(2) as ex:
+            tids = list(ex.map(lambda _: (cv2.imdecode(png, cv2.IMREAD_UNCHANGED), threading.get_native_id())[1],
+                               range(4)))
+        assert not [t for t in set(tids) if os.path.exists(f"/proc/self/task/{t}")]
+
+
+def test_fork_right_after_decoding_in_the_training_process_never_hangs(tmp_path):
+    # decode with threads in this process (workers=0), then fork workers at once, many times; a hang
+    # fails within the 5 s worker timeout instead of stalling the suite
+    scene = tiny_scene(tmp_path)
+    start = time.monotonic()
+    for cycle in range(12):
+        DataManager(scene, _cfg(cache="disk", workers=0, worker_timeout=5), "cpu").next_train(cycle)
+        with DataManager(scene, _cfg(cache="disk", workers=1 + cycle % 2, worker_timeout=5), "cpu") as dm:
+            for s in range(cycle, cycle + 3):
+                dm.next_train(s)
+    assert time.monotonic() - start < 60
