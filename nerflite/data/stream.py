@@ -19,13 +19,17 @@ Failure
     A ``DatasetError`` in a worker (corrupt or missing image) is sent to the main process as a
     message and raised there as the same ``DatasetError`` (naming the file). Any other exception
     is re-raised by the DataLoader with the worker's traceback; a killed worker is reported by the
-    DataLoader's watchdog within seconds; a stuck one after ``timeout`` seconds.
+    DataLoader's liveness check within seconds; a stuck one is stopped by ``_Watchdog`` after
+    ``timeout`` seconds and reported as stuck.
 """
 
 from __future__ import annotations
 
 import hashlib
 import os
+import signal
+import threading
+import time
 from collections.abc import Callable, Sequence
 from contextlib import contextmanager
 
@@ -206,6 +210,52 @@ def one_thread():
             torch.set_num_threads(n)
 
 
+class _Watchdog:
+    """Stops data workers that deliver nothing for ``timeout`` seconds, so that a stuck (alive but
+    not progressing) worker becomes an error instead of a silent hang: the workers are killed and
+    the DataLoader's liveness check reports them; the error then says they were stuck.
+
+    One thread checks a timestamp once a second; a wait costs two attribute writes."""
+
+    def __init__(self, timeout: float, pids: list[int]):
+        self.timeout, self.pids = timeout, pids
+        self.waiting_since: float | None = None
+        self.fired = False
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, name="nerflite-data-watchdog", daemon=True)
+        self._thread.start()
+
+    def _run(self) -> None:
+        while not self._stop.wait(1.0):
+            since = self.waiting_since
+            if since is not None and time.monotonic() - since > self.timeout:
+                self.fired = True
+                for pid in self.pids:
+                    try:
+                        os.kill(pid, signal.SIGKILL)
+                    except ProcessLookupError:
+                        pass
+                return
+
+    def call(self, fn, *args):
+        self.waiting_since = time.monotonic()
+        try:
+            return fn(*args)
+        except RuntimeError as e:
+            if self.fired:
+                raise RuntimeError(
+                    f"data workers delivered no batch for {self.timeout:.0f} s (stuck); they were stopped "
+                    "(datamanager.worker_timeout)"
+                ) from e
+            raise
+        finally:
+            self.waiting_since = None
+
+    def stop(self) -> None:
+        self._stop.set()
+        self._thread.join()
+
+
 class BatchStream:
     """Batches ``start, start + 1, ...`` on the CPU (pinned when ``pin``), from ``workers``
     processes, or built in this process when ``workers == 0``."""
@@ -229,10 +279,13 @@ class BatchStream:
                 batch_size=None,
                 num_workers=workers,
                 prefetch_factor=prefetch,
-                timeout=timeout,
+                # 0: the DataLoader polls its workers' liveness every few seconds while it waits, so a
+                # dead worker surfaces within seconds; stuck (alive) workers are the watchdog's job
+                timeout=0,
                 persistent_workers=False,
             )
             self._it = iter(loader)
+            self._watchdog = _Watchdog(timeout, self.worker_pids())
 
     def next(self, device: torch.device | None = None) -> tuple[RayBundle, dict[str, Tensor]]:
         """The next batch. From workers, the two packed tensors move to ``device`` (non-blocking
@@ -242,7 +295,7 @@ class BatchStream:
             with one_thread():
                 rays, batch = self.builder.build(k)
         else:
-            msg = next(self._it)
+            msg = self._watchdog.call(next, self._it)
             if msg[0] == "error":
                 self.close()
                 raise DatasetError(msg[2], msg[3])
@@ -262,6 +315,7 @@ class BatchStream:
 
     def close(self) -> None:
         if self._it is not None:
+            self._watchdog.stop()
             if self.shared is not None:
                 self.shared.stop()
             self._it._shutdown_workers()

@@ -260,19 +260,59 @@ def test_garbage_png_in_a_later_chunk_surfaces_from_the_worker(tmp_path):
     dm.close()
 
 
-def test_killed_worker_surfaces_within_seconds(tmp_path):
+def _sleep_forever_in_workers(rays, batch):
+    """A custom ray processor that never returns inside a data worker (a stuck worker)."""
+    from torch.utils.data import get_worker_info
+
+    if get_worker_info() is not None:
+        time.sleep(3600)
+    return rays, batch
+
+
+def test_stuck_worker_surfaces_as_an_error_within_seconds(tmp_path):
     scene = tiny_scene(tmp_path)
-    dm = DataManager(scene, _cfg(cache="disk", workers=2), "cpu")
-    dm.next_train(0)
-    pids = dm.worker_pids()
-    assert len(pids) == 2
+    dm = DataManager(scene, _cfg(cache="disk", workers=1, worker_timeout=2), "cpu",
+                     custom_ray_processor=_sleep_forever_in_workers)
     start = time.monotonic()
-    with pytest.raises(RuntimeError, match="(?i)worker"):
-        os.kill(pids[0], signal.SIGKILL)
-        for step in range(1, 10_000):
-            dm.next_train(step)
-    assert time.monotonic() - start < 10.0
+    with pytest.raises(RuntimeError, match="stuck"):
+        dm.next_train(0)
+    assert time.monotonic() - start < 15.0
     dm.close()
+
+
+_KILL_SCRIPT = """
+import os, signal, sys, time
+sys.path.insert(0, sys.argv[2])
+from pathlib import Path
+from test_datamanager import tiny_scene, _cfg
+from nerflite.data.datamanager import DataManager
+dm = DataManager(tiny_scene(Path(sys.argv[1])), _cfg(cache="disk", workers=2), "cpu")
+dm.next_train(0)
+os.kill(dm.worker_pids()[0], signal.SIGKILL)
+start = time.monotonic()
+try:
+    for step in range(1, 10_000):
+        dm.next_train(step)
+except RuntimeError as e:
+    print("surfaced after %.1f s: %s" % (time.monotonic() - start, e))
+    sys.exit(0)
+sys.exit(1)
+"""
+
+
+@pytest.mark.slow
+def test_killed_worker_surfaces_within_seconds(tmp_path):
+    # in a subprocess with a hard limit: a worker killed at an unlucky instant (while it holds a
+    # DataLoader-internal lock) can block torch's own shutdown, which must not hang the suite
+    import subprocess
+    import sys
+
+    proc = subprocess.run([sys.executable, "-c", _KILL_SCRIPT, str(tmp_path), str(Path(__file__).parent)],
+                          capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    seconds = float(proc.stdout.split("surfaced after ")[1].split(" s")[0])
+    assert seconds < 10.0, proc.stdout
+    assert "worker" in proc.stdout.lower()
 
 
 def test_disk_memory_stays_bounded_on_a_replicated_dataset(tmp_path):
