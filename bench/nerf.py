@@ -26,24 +26,11 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from nerflite.camera_paths import orbit_path  # noqa: E402
-from nerflite.cameras import Cameras, generate_rays  # noqa: E402
+from harness import ray_pool, ring_cameras, sync, time_training  # noqa: E402
+
+from nerflite.cameras import generate_rays  # noqa: E402
 from nerflite.models.base import render_rays_chunked  # noqa: E402
 from nerflite.models.nerf import NeRFConfig, NeRFModel  # noqa: E402
-
-
-def lego_like_cameras(n_views: int, size: int) -> Cameras:
-    """Cameras on a sphere of radius 4 looking at the origin (OpenCV axes), 0.69 rad field of view."""
-    focal = 0.5 * size / math.tan(0.5 * 0.6911)
-    c2w = orbit_path(torch.zeros(3), 4.0, torch.tensor([0.0, 0.0, 1.0]), n_views, elevation_deg=28.6)
-    full = lambda v: torch.full((n_views,), float(v))  # noqa: E731
-    size_t = torch.full((n_views,), size, dtype=torch.int64)
-    return Cameras(full(focal), full(focal), full(size / 2), full(size / 2), size_t, size_t, c2w)
-
-
-def sync(device: torch.device) -> None:
-    if device.type == "cuda":
-        torch.cuda.synchronize(device)
 
 
 def main() -> None:
@@ -85,46 +72,16 @@ def main() -> None:
     model = NeRFModel(cfg, background=(1.0, 1.0, 1.0)).to(device)
     optim = torch.optim.Adam(model.parameters(), lr=5e-4)
     scaler = torch.amp.GradScaler(device.type, enabled=args.amp == "fp16")
-    cams = lego_like_cameras(16, 800)
-
     # a pool of random training rays and targets, on the device up front (the datamanager's job)
-    pool = 64
-    g = torch.Generator().manual_seed(0)
-    n = args.rays * pool
-    idx = torch.randint(0, len(cams), (n,), generator=g)
-    ys, xs = torch.randint(0, 800, (n,), generator=g), torch.randint(0, 800, (n,), generator=g)
-    all_rays = generate_rays(cams, idx, ys, xs, near=2.0, far=6.0).to(device)
-    all_rgb = torch.rand(n, 3, generator=g).to(device)
-
-    def train_step(i: int) -> None:
-        sl = slice((i % pool) * args.rays, (i % pool + 1) * args.rays)
-        batch = {"rgb": all_rgb[sl]}
-        outputs = model(all_rays[sl])
-        loss = sum(model.losses(outputs, batch).values())
-        optim.zero_grad(set_to_none=True)
-        scaler.scale(loss).backward()
-        scaler.step(optim)
-        scaler.update()
-
-    model.train()
-    t0 = time.perf_counter()
-    for i in range(warmup):
-        train_step(i)
-    sync(device)
-    warm_s = time.perf_counter() - t0
-    if cuda:
-        torch.cuda.reset_peak_memory_stats(device)
-    t0, c0 = time.perf_counter(), time.process_time()
-    for i in range(steps):
-        train_step(warmup + i)
-    sync(device)
-    train_s = time.perf_counter() - t0
-    train_cpu_s = time.process_time() - c0  # CPU time of all threads: robust to a busy machine
+    cams = ring_cameras(16, 4.0, 28.6, math.degrees(0.6911), 800, 800)
+    all_rays, all_rgb = ray_pool(cams, args.rays * 64, 2.0, 6.0, device)
+    timing = time_training(model, optim, scaler, all_rays, all_rgb, args.rays, warmup, steps, device)
+    warm_s, train_s, train_cpu_s = timing.warmup_s, timing.train_s, timing.train_cpu_s
     it_s = steps / train_s
 
     # whole-image render, chunked, outputs to the CPU
     model.eval()
-    rcams = lego_like_cameras(1, render_size)
+    rcams = ring_cameras(1, 4.0, 28.6, math.degrees(0.6911), render_size, render_size)
     yy, xx = torch.meshgrid(torch.arange(render_size), torch.arange(render_size), indexing="ij")
     rays = generate_rays(
         rcams, torch.zeros(render_size**2, dtype=torch.int64), yy.flatten(), xx.flatten(), 2.0, 6.0

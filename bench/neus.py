@@ -23,7 +23,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import math
 import sys
 import time
 from pathlib import Path
@@ -32,25 +31,10 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from nerflite.camera_paths import orbit_path  # noqa: E402
-from nerflite.cameras import Cameras, generate_rays  # noqa: E402
+from harness import ray_pool, ring_cameras, sync, time_training  # noqa: E402
+
 from nerflite.mesh import extract_mesh  # noqa: E402
 from nerflite.models.neus import NeuSConfig, NeuSModel  # noqa: E402
-
-
-def dtu_like_cameras(n_views: int, width: int = 1600, height: int = 1200) -> Cameras:
-    """Cameras at distance 3 from the origin looking at it (OpenCV axes), a DTU-like focal length."""
-    focal = 0.5 * width / math.tan(0.5 * math.radians(48.0))
-    c2w = orbit_path(torch.zeros(3), 3.0, torch.tensor([0.0, 0.0, 1.0]), n_views, elevation_deg=34.4)
-    full = lambda v: torch.full((n_views,), float(v))  # noqa: E731
-    w = torch.full((n_views,), width, dtype=torch.int64)
-    h = torch.full((n_views,), height, dtype=torch.int64)
-    return Cameras(full(focal), full(focal), full(width / 2), full(height / 2), w, h, c2w)
-
-
-def sync(device: torch.device) -> None:
-    if device.type == "cuda":
-        torch.cuda.synchronize(device)
 
 
 def main() -> None:
@@ -87,41 +71,12 @@ def main() -> None:
     scaler = torch.amp.GradScaler(device.type, enabled=args.amp == "fp16")
 
     # a pool of random training rays and targets, on the device up front (the datamanager's job)
-    cams = dtu_like_cameras(16)
-    pool = 16
-    g = torch.Generator().manual_seed(0)
-    n = args.rays * pool
-    idx = torch.randint(0, len(cams), (n,), generator=g)
-    ys, xs = torch.randint(0, 1200, (n,), generator=g), torch.randint(0, 1600, (n,), generator=g)
-    all_rays = generate_rays(cams, idx, ys, xs, near=0.0, far=6.0).to(device)
-    all_rgb = torch.rand(n, 3, generator=g).to(device)
-
-    def train_step(i: int) -> None:
-        sl = slice((i % pool) * args.rays, (i % pool + 1) * args.rays)
-        model.set_step(i)
-        outputs = model(all_rays[sl])
-        loss = sum(model.losses(outputs, {"rgb": all_rgb[sl]}).values())
-        optim.zero_grad(set_to_none=True)
-        scaler.scale(loss).backward()
-        scaler.step(optim)
-        scaler.update()
-
-    model.train()
-    t0 = time.perf_counter()
-    for i in range(warmup):
-        train_step(i)
-    sync(device)
-    warm_s = time.perf_counter() - t0
-    if cuda:
-        torch.cuda.reset_peak_memory_stats(device)
-    t0, c0 = time.perf_counter(), time.process_time()
-    for i in range(steps):
-        train_step(warmup + i)
-    sync(device)
-    train_s = time.perf_counter() - t0
-    train_cpu_s = time.process_time() - c0
+    cams = ring_cameras(16, 3.0, 34.4, 48.0, 1600, 1200)
+    all_rays, all_rgb = ray_pool(cams, args.rays * 16, 0.0, 6.0, device)
+    timing = time_training(model, optim, scaler, all_rays, all_rgb, args.rays, warmup, steps, device)
+    warm_s, train_s, train_cpu_s = timing.warmup_s, timing.train_s, timing.train_cpu_s
     it_s = steps / train_s
-    peak = torch.cuda.max_memory_allocated(device) / 2**20 if cuda else None
+    peak = timing.peak_gpu_mem_mb
 
     model.eval()
     t0 = time.perf_counter()
