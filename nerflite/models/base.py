@@ -8,11 +8,26 @@ from __future__ import annotations
 
 from abc import ABC, abstractmethod
 from collections.abc import Sequence
+from contextlib import nullcontext
 
 import torch
 from torch import Tensor, nn
 
 from nerflite.rays import RayBundle
+
+AMP_DTYPES = {"none": None, "bf16": torch.bfloat16, "fp16": torch.float16}  # the models' `amp` switch
+
+
+def check_amp(name: str, amp: str) -> None:
+    """Fail at construction on an unknown ``amp`` value (``name`` is the config class, for the message)."""
+    if amp not in AMP_DTYPES:
+        raise ValueError(f"{name}.amp must be one of {sorted(AMP_DTYPES)}, got {amp!r}")
+
+
+def autocast(amp: str, device: torch.device):
+    """The context that runs the field MLPs in mixed precision for ``amp`` ("none": no autocast)."""
+    dtype = AMP_DTYPES[amp]
+    return nullcontext() if dtype is None else torch.autocast(device_type=device.type, dtype=dtype)
 
 
 class Model(nn.Module, ABC):

@@ -21,7 +21,6 @@ rays per training step are the datamanager's ``rays_per_batch``.
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
-from contextlib import nullcontext
 from dataclasses import dataclass, field
 
 import torch
@@ -31,7 +30,7 @@ from torch import Tensor
 from nerflite.fields.batching import chunked_apply
 from nerflite.fields.nerf_field import NeRFField
 from nerflite.metrics import psnr
-from nerflite.models.base import Model
+from nerflite.models.base import Model, autocast, check_amp
 from nerflite.rays import RayBundle
 from nerflite.rendering import (
     accumulation,
@@ -43,8 +42,6 @@ from nerflite.rendering import (
     weights_from_density,
 )
 from nerflite.sampling import merge_samples, midpoints, sample_pdf, stratified_samples
-
-_AMP_DTYPES = {"none": None, "bf16": torch.bfloat16, "fp16": torch.float16}
 
 
 @dataclass
@@ -83,8 +80,7 @@ class NeRFModel(Model):
 
     def __init__(self, cfg: NeRFConfig, background: Sequence[float] | Tensor | None = None):
         super().__init__()
-        if cfg.amp not in _AMP_DTYPES:
-            raise ValueError(f"NeRFConfig.amp must be one of {sorted(_AMP_DTYPES)}, got {cfg.amp!r}")
+        check_amp("NeRFConfig", cfg.amp)
         self.cfg = cfg
         self.step = 0
         self.coarse = self._make_field(cfg.netdepth, cfg.netwidth)
@@ -127,7 +123,7 @@ class NeRFModel(Model):
         n, s = t.shape
         points = rays.points(t).reshape(n * s, 3)  # [m, 3]
         dirs = rays.viewdirs[:, None, :].expand(n, s, 3).reshape(n * s, 3)  # [m, 3]
-        with self._autocast(rays.device):
+        with autocast(self.cfg.amp, rays.device):
             raw_sigma, rgb = chunked_apply(fld, points, dirs, netchunk=self.cfg.netchunk)
         raw_sigma = raw_sigma.float().reshape(n, s)  # [n, s]
         rgb = rgb.float().reshape(n, s, 3)  # [n, s, 3]
@@ -146,12 +142,6 @@ class NeRFModel(Model):
             "disparity": disparity(depth, acc),
             "weights": weights,
         }
-
-    def _autocast(self, device: torch.device):
-        dtype = _AMP_DTYPES[self.cfg.amp]
-        if dtype is None:
-            return nullcontext()
-        return torch.autocast(device_type=device.type, dtype=dtype)
 
     # ---------------------------------------------------------------- losses and metrics
     def losses(self, outputs: dict[str, Tensor], batch: dict[str, Tensor]) -> dict[str, Tensor]:

@@ -22,7 +22,6 @@ from __future__ import annotations
 
 import math
 from collections.abc import Sequence
-from contextlib import nullcontext
 from dataclasses import dataclass, field
 
 import torch
@@ -33,7 +32,7 @@ from nerflite.fields.batching import chunked_apply
 from nerflite.fields.nerf_field import NeRFField
 from nerflite.fields.sdf_field import ColorField, SDFField, SingleVariance
 from nerflite.metrics import psnr
-from nerflite.models.base import Model
+from nerflite.models.base import Model, autocast, check_amp
 from nerflite.neus_rendering import (
     alpha_from_sdf,
     background_depths,
@@ -45,8 +44,6 @@ from nerflite.neus_rendering import (
 from nerflite.rays import RayBundle
 from nerflite.rendering import accumulation, blend_background, composite, composite_depth, weights_from_alpha
 from nerflite.sampling import stratified_samples
-
-_AMP_DTYPES = {"none": None, "bf16": torch.bfloat16, "fp16": torch.float16}
 
 
 @dataclass
@@ -108,8 +105,7 @@ class NeuSModel(Model):
     def __init__(self, cfg: NeuSConfig, sphere_center: Sequence[float] | Tensor = (0.0, 0.0, 0.0),
                  sphere_radius: float = 1.0):
         super().__init__()
-        if cfg.amp not in _AMP_DTYPES:
-            raise ValueError(f"NeuSConfig.amp must be one of {sorted(_AMP_DTYPES)}, got {cfg.amp!r}")
+        check_amp("NeuSConfig", cfg.amp)
         if cfg.n_importance > 0 and cfg.n_importance % cfg.up_sample_steps:
             raise ValueError("NeuSConfig.n_importance must be a multiple of up_sample_steps")
         self.cfg = cfg
@@ -191,7 +187,7 @@ class NeuSModel(Model):
         sdf, feature, grad = chunked_apply(
             self.sdf_field.sdf_feature_gradient, points.reshape(-1, 3), netchunk=cfg.netchunk
         )  # [m, 1], [m, F], [m, 3]
-        with self._autocast(d.device):
+        with autocast(self.cfg.amp, d.device):
             rgb = chunked_apply(self.color_field, points.reshape(-1, 3), grad, dirs.reshape(-1, 3), feature,
                                 netchunk=cfg.netchunk)
         rgb = rgb.float().reshape(n, s, 3)
@@ -235,7 +231,7 @@ class NeuSModel(Model):
         mid = t_bg + 0.5 * delta  # [n, s + o]
         x4 = inverse_sphere(o[:, None] + mid[..., None] * d[:, None])  # [n, s + o, 4]
         dirs = viewdirs[:, None, :].expand(n, mid.shape[1], 3)
-        with self._autocast(d.device):
+        with autocast(self.cfg.amp, d.device):
             raw, rgb_bg = chunked_apply(self.background_field, x4.reshape(-1, 4), dirs.reshape(-1, 3),
                                         netchunk=self.cfg.netchunk)
         alpha_bg = 1.0 - torch.exp(-F.softplus(raw.float().reshape(n, -1)) * delta)  # [n, s + o]
@@ -249,10 +245,6 @@ class NeuSModel(Model):
     def _sdf_values(self, x: Tensor) -> Tensor:
         """SDF [m] at unit-frame points [m, 3] (for up-sampling)."""
         return chunked_apply(self.sdf_field.sdf, x, netchunk=self.cfg.netchunk)[:, 0]
-
-    def _autocast(self, device: torch.device):
-        dtype = _AMP_DTYPES[self.cfg.amp]
-        return nullcontext() if dtype is None else torch.autocast(device_type=device.type, dtype=dtype)
 
     # ---------------------------------------------------------------- losses and metrics
     def _mask(self, batch: dict[str, Tensor]) -> Tensor | None:
