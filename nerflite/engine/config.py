@@ -46,6 +46,7 @@ class TrainerConfig:
     eval_every: int = 500  # render held-out images and log PSNR / SSIM every N steps (0: never)
     eval_images: int = 1  # held-out images rendered at each periodic eval
     final_eval_images: int = 0  # held-out images evaluated at the end of training (0: all)
+    test_at_end: bool = True  # after training, every test view's metrics into <run>/metrics_test.json
     ckpt_every: int = 1000  # write a checkpoint every N steps (and always at the end)
     keep_ckpts: int = 3  # keep the last K checkpoints
     log_every: int = 20  # TensorBoard scalars every N steps

@@ -1,7 +1,13 @@
-"""Whole-image rendering and image metrics, shared by the trainer's evals and render.py."""
+"""Whole-image rendering and image metrics, shared by the trainer's evals and render.py.
+
+Scenes with masks also get masked metrics (``psnr_masked``, ``ssim_masked``: the object only, see
+``nerflite.metrics``). ``evaluate_views`` is the one test-split evaluation: the trainer's
+``<run>/metrics_test.json`` at the end of training and render.py's ``path=test`` ``metrics.json``.
+"""
 
 from __future__ import annotations
 
+import json
 import math
 from pathlib import Path
 
@@ -9,8 +15,9 @@ import imageio.v3 as iio
 import torch
 from torch import Tensor
 
+from nerflite.engine.checkpoint import CKPT_DIR, checkpoint_name
 from nerflite.engine.logging import TBLogger, colorize_depth, normals_to_rgb, to_uint8
-from nerflite.metrics import psnr, ssim
+from nerflite.metrics import psnr, psnr_masked, ssim, ssim_masked
 from nerflite.models.base import Model, render_rays_chunked
 from nerflite.rays import RayBundle
 
@@ -34,10 +41,69 @@ def render_image(model: Model, rays: RayBundle, height: int, width: int, chunk: 
     return {k: v.float().reshape(height, width, -1) for k, v in out.items()}
 
 
-def image_metrics(pred: Tensor, target: Tensor) -> dict[str, float]:
-    """PSNR and SSIM of [H, W, 3] images in [0, 1]."""
+def image_metrics(pred: Tensor, target: Tensor, mask: Tensor | None = None) -> dict[str, float]:
+    """PSNR and SSIM of [H, W, 3] images in [0, 1]; with a ``mask`` [H, W(, 1)] also their masked
+    forms ``psnr_masked`` and ``ssim_masked`` (NaN for an empty mask)."""
     pred, target = pred.float().clamp(0, 1).cpu(), target.float().cpu()
-    return {"psnr": float(psnr(pred, target)), "ssim": float(ssim(pred, target))}
+    out = {"psnr": float(psnr(pred, target)), "ssim": float(ssim(pred, target))}
+    if mask is not None:
+        mask = mask.cpu()
+        out["psnr_masked"] = float(psnr_masked(pred, target, mask))
+        out["ssim_masked"] = float(ssim_masked(pred, target, mask))
+    return out
+
+
+def batch_metrics(out: dict[str, Tensor], batch: dict) -> dict[str, float]:
+    """``image_metrics`` of a rendered view against the ground truth of its eval batch
+    (``rgb`` [H*W, 3], ``mask`` [H*W, 1] when the scene has masks, ``image_hw``)."""
+    h, w = (int(v) for v in batch["image_hw"])
+    mask = batch["mask"].reshape(h, w) if "mask" in batch else None
+    return image_metrics(out["rgb"], batch["rgb"].reshape(h, w, 3), mask)
+
+
+def mean_metrics(per_view: list[dict[str, float]]) -> dict[str, float]:
+    """Mean of each metric over the views where it is finite (an empty mask gives NaN)."""
+    names = [k for k in per_view[0] if k != "view"] if per_view else []
+    mean = {}
+    for k in names:
+        finite = [v[k] for v in per_view if v.get(k) is not None and math.isfinite(v[k])]
+        mean[k] = sum(finite) / len(finite) if finite else float("nan")
+    return mean
+
+
+def evaluate_views(model: Model, dm, views, chunk: int, on_view=None) -> dict:
+    """Render each of ``views`` whole and score it: ``{"mean": {metric: value}, "views": [{"view": i,
+    metric: value}, ...]}`` (NaN stored as None). ``on_view(k, view, outputs, batch)`` sees each
+    rendered view (render.py writes its pictures there). The model is evaluated as it stands: load
+    checkpoints with ``Model.load_state``."""
+    per_view = []
+    for k, view in enumerate(views):
+        rays, batch = dm.eval_image(view)
+        h, w = (int(v) for v in batch["image_hw"])
+        out = render_image(model, rays, h, w, chunk)
+        per_view.append({"view": int(view), **batch_metrics(out, batch)})
+        if on_view is not None:
+            on_view(k, view, out, batch)
+    return {"mean": _json_safe(mean_metrics(per_view)), "views": [_json_safe(v) for v in per_view]}
+
+
+def _json_safe(d: dict) -> dict:
+    """NaN (strict JSON has none) as None."""
+    return {k: None if isinstance(v, float) and math.isnan(v) else v for k, v in d.items()}
+
+
+def write_test_metrics(cfg, model: Model, dm, run_dir: Path, step: int) -> dict[str, float]:
+    """The end of training: every test view's metrics (``evaluate_views``) into
+    ``<run>/metrics_test.json``, with the step and its checkpoint; returns the means ({} without a
+    test split)."""
+    views = list(dm.scene.splits.get("test") or [])
+    if not views:
+        return {}
+    model.set_step(step)
+    record = evaluate_views(model, dm, views, int(cfg.model.get("chunk", 4096)))
+    record.update(step=int(step), checkpoint=str(Path(run_dir) / CKPT_DIR / checkpoint_name(step)))
+    (Path(run_dir) / "metrics_test.json").write_text(json.dumps(record, indent=2))
+    return {k: v for k, v in record["mean"].items() if v is not None}
 
 
 def visualisations(out: dict[str, Tensor], gt: Tensor | None = None) -> dict[str, Tensor]:
@@ -71,22 +137,27 @@ def sdf_mesh(model: Model, resolution: int, colors: bool = False, world_from_sce
 
 
 def evaluate_and_log(cfg, model, dm, logger: TBLogger, run_dir: Path, step: int, n_images: int) -> dict[str, float]:
-    """Render held-out images; log PSNR / SSIM (mean over them) and the first image's pictures."""
+    """Render held-out images after ``step`` steps; log PSNR / SSIM (and their masked forms on
+    scenes with masks; mean over the images) and the first image's pictures.
+
+    The model is first put where the checkpoint of ``step`` would put it (``set_step(step)``), so
+    these figures are the ones render.py gives for that checkpoint."""
     chunk = int(cfg.model.get("chunk", 4096))
+    model.set_step(step)
     per_image = []
     source = dm.iter_eval_images() if n_images == 0 else _eval_images(dm, step, n_images)
     for i, (idx, rays, batch) in enumerate(source):
         h, w = (int(v) for v in batch["image_hw"])
         out = render_image(model, rays, h, w, chunk)
         gt = batch["rgb"].reshape(h, w, 3).float().cpu()
-        per_image.append(image_metrics(out["rgb"], gt))
+        per_image.append(batch_metrics(out, batch))
         if i == 0:
             pics = visualisations(out, gt)
             for name, img in pics.items():
                 logger.image(f"eval/{name}", img, step)
             (run_dir / "eval").mkdir(exist_ok=True)
             iio.imwrite(run_dir / "eval" / f"step_{step:07d}_view{int(idx):03d}.png", to_uint8(pics["rgb"]))
-    metrics = {k: sum(m[k] for m in per_image) / len(per_image) for k in per_image[0]} if per_image else {}
+    metrics = mean_metrics(per_image)
     logger.scalars({f"eval/{k}": v for k, v in metrics.items()}, step)
     if cfg.trainer.mesh_at_eval:
         log_mesh(model, logger, step, cfg.trainer.mesh_res)

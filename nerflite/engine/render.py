@@ -22,7 +22,7 @@ from nerflite.data.datamanager import eval_split
 from nerflite.data.scene import Scene
 from nerflite.engine import checkpoint as ckpt
 from nerflite.engine.distributed import pick_device
-from nerflite.engine.evaluate import image_metrics, render_image, sdf_mesh, visualisations
+from nerflite.engine.evaluate import evaluate_views, render_image, sdf_mesh, visualisations
 from nerflite.engine.logging import to_uint8
 from nerflite.engine.setup import build_datamanager, build_model, build_scene
 from nerflite.rays import RayBundle
@@ -40,7 +40,7 @@ def load_run(run: str | Path, ckpt_path: str | Path | None, device: torch.device
     run_cfg = OmegaConf.create(state["config"])
     scene = build_scene(run_cfg.dataset)
     model = build_model(run_cfg.model, scene).to(device)
-    model.load_state_dict(state["model"])
+    model.load_state(state["model"], int(state["step"]))
     model.eval()
     return run_cfg, scene, model, path
 
@@ -112,21 +112,18 @@ class VideoWriters:
             writer.close()
 
 
-def _frames(cfg: DictConfig, run_cfg, scene: Scene, kind: str, device):
-    """(view index, rays, batch with ground truth or None, height, width) per frame, made lazily."""
-    if kind == "test":
-        dm = build_datamanager(run_cfg, scene, device)
-        try:
-            for view in list(scene.splits.get("test") or eval_split(scene)):
-                rays, batch = dm.eval_image(view)
-                h, w = (int(v) for v in batch["image_hw"])
-                yield view, rays, batch, h, w
-        finally:
-            dm.close()
-        return
-    cams = path_cameras(scene, kind, cfg.frames, cfg.downscale, cfg.width)
-    for i in range(len(cams)):
-        yield i, camera_rays(scene, cams, i), None, int(cams.height[i]), int(cams.width[i])
+def test_scene(run_cfg, scene: Scene, downscale: float, width: int) -> Scene:
+    """The run's scene for ``path=test`` at 1/``downscale`` of the training size (or ``width`` pixels
+    wide): parsed again with the dataset's downscale multiplied, so the targets are resized by the
+    data loader and the intrinsics scaled by the parser, exactly as for training at that size."""
+    if width > 0:
+        downscale = float(scene.cameras.width[scene.split("train")[0]]) / width
+    if abs(downscale - 1.0) < 1e-9:
+        return scene
+    if not downscale > 0:
+        raise ValueError(f"downscale must be positive, got {downscale}")
+    dataset = OmegaConf.merge(run_cfg.dataset, {"downscale": float(run_cfg.dataset.downscale) * downscale})
+    return build_scene(dataset)
 
 
 def render(cfg: DictConfig) -> Path:
@@ -142,32 +139,47 @@ def render(cfg: DictConfig) -> Path:
     print(f"rendering {kind} of {cfg.run} ({ckpt_path.name}) into {out}")
 
     videos = VideoWriters(out, cfg.fps, enabled=cfg.video)
-    per_view = []
-    total = len(scene.splits.get("test") or eval_split(scene)) if kind == "test" else cfg.frames
+
+    def write(frame: int, outputs: dict) -> None:
+        for name, img in visualisations(outputs).items():
+            pic = to_uint8(img)
+            (out / name).mkdir(exist_ok=True)
+            imageio.imwrite(out / name / f"{frame:05d}.png", pic)
+            videos.append(name, pic)
+
     try:
-        frames = _frames(cfg, run_cfg, scene, kind, device)
-        for frame, (view, rays, batch, h, w) in enumerate(tqdm(frames, total=total, desc="render", unit="frame")):
-            outputs = render_image(model, rays, h, w, chunk)
-            for name, img in visualisations(outputs).items():
-                pic = to_uint8(img)
-                (out / name).mkdir(exist_ok=True)
-                imageio.imwrite(out / name / f"{frame:05d}.png", pic)
-                videos.append(name, pic)
-            if batch is not None:
-                gt = batch["rgb"].reshape(h, w, 3).float().cpu()
-                per_view.append({"view": view, **image_metrics(outputs["rgb"], gt)})
+        if kind == "test":
+            _render_test(cfg, run_cfg, scene, model, device, chunk, write, out, ckpt_path)
+        else:
+            cams = path_cameras(scene, kind, cfg.frames, cfg.downscale, cfg.width)
+            for i in tqdm(range(len(cams)), desc="render", unit="frame"):
+                h, w = int(cams.height[i]), int(cams.width[i])
+                write(i, render_image(model, camera_rays(scene, cams, i), h, w, chunk))
     finally:
         videos.close()
-    if per_view:
-        mean = {k: float(np.mean([v[k] for v in per_view])) for k in ("psnr", "ssim")}
-        (out / "metrics.json").write_text(
-            json.dumps({"mean": mean, "views": per_view, "checkpoint": str(ckpt_path)}, indent=2)
-        )
-        print(f"test views: PSNR {mean['psnr']:.2f} dB, SSIM {mean['ssim']:.4f} (mean of {len(per_view)})")
     if cfg.mesh:
         _write_mesh(model, scene, out / "mesh.ply", cfg.mesh_res)
     print(f"wrote {out}")
     return out
+
+
+def _render_test(cfg, run_cfg, scene: Scene, model, device, chunk: int, write, out: Path, ckpt_path: Path) -> None:
+    """The test views (``evaluate_views``, as the trainer's ``metrics_test.json``) -> frames and
+    ``metrics.json``."""
+    scene = test_scene(run_cfg, scene, cfg.downscale, cfg.width)
+    views = list(scene.splits.get("test") or eval_split(scene))
+    dm = build_datamanager(run_cfg, scene, device)
+    bar = tqdm(total=len(views), desc="render", unit="frame")
+    try:
+        record = evaluate_views(model, dm, views, chunk, on_view=lambda k, v, o, b: (write(k, o), bar.update(1)))
+    finally:
+        bar.close()
+        dm.close()
+    record["checkpoint"] = str(ckpt_path)
+    (out / "metrics.json").write_text(json.dumps(record, indent=2))
+    mean = record["mean"]
+    masked = f", masked PSNR {mean['psnr_masked']:.2f} dB" if mean.get("psnr_masked") is not None else ""
+    print(f"test views: PSNR {mean['psnr']:.2f} dB, SSIM {mean['ssim']:.4f}{masked} (mean of {len(views)})")
 
 
 def _write_mesh(model, scene: Scene, path: Path, res: int) -> None:

@@ -21,7 +21,7 @@ from omegaconf import DictConfig, OmegaConf
 
 from nerflite.engine import checkpoint as ckpt
 from nerflite.engine import distributed as D
-from nerflite.engine.evaluate import evaluate_and_log
+from nerflite.engine.evaluate import evaluate_and_log, write_test_metrics
 from nerflite.engine.logging import TBLogger, gpu_memory_mb
 from nerflite.engine.optim import make_optimizer, make_scheduler, scheduler_state
 from nerflite.engine.runs import default_run_dir, find_resume_checkpoint, run_dir_of_checkpoint
@@ -38,6 +38,7 @@ class TrainResult:
     step: int  # completed steps
     losses: list[float] = field(default_factory=list)  # total loss of every step run in this call
     eval: dict[str, float] = field(default_factory=dict)  # last eval's metrics (psnr, ssim)
+    test: dict[str, float] = field(default_factory=dict)  # test-split means of <run>/metrics_test.json
     interrupted: bool = False  # stopped early by Ctrl-C (after writing a checkpoint)
 
 
@@ -84,7 +85,7 @@ class _Parts:
 
     def restore(self, state: dict) -> int:
         """Load a checkpoint's state; returns its step (the next step to run)."""
-        self.model.load_state_dict(state["model"])
+        self.model.load_state(state["model"], int(state["step"]))
         self.optimizer.load_state_dict(state["optimizer"])
         n_groups = len(self.optimizer.param_groups)
         self.scheduler.load_state_dict({**state["scheduler"], "lr_lambdas": [None] * n_groups})
@@ -226,10 +227,13 @@ def _train(cfg: DictConfig, info: D.DistInfo, run_dir) -> TrainResult:
                     break
         if info.is_main and not result.interrupted:
             result.eval = evaluate_and_log(cfg, model, dm, logger, run_dir, result.step, tcfg.final_eval_images)
+            if tcfg.test_at_end:
+                result.test = write_test_metrics(cfg, model, dm, run_dir, result.step)
             if bar is not None:
                 bar.write(
                     f"final eval at step {result.step}: PSNR {result.eval['psnr']:.2f} dB, "
                     f"SSIM {result.eval['ssim']:.4f}"
+                    + (f"; test split: PSNR {result.test['psnr']:.2f} dB" if result.test else "")
                 )
     finally:
         if bar is not None:

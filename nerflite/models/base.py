@@ -51,6 +51,16 @@ class Model(nn.Module, ABC):
         """Called by the trainer before every step, for annealed quantities."""
         self.step = step
 
+    def load_state(self, state_dict: dict[str, Tensor], step: int) -> None:
+        """Load a checkpoint's weights and the state derived from its step (``set_step(step)``).
+
+        A checkpoint of step ``k`` holds the weights after ``k`` steps; the model then stands where
+        step ``k`` starts (e.g. NeuS's cosine-annealing ratio), whoever loads it: resume, render,
+        evaluation, a viewer. Every place that puts a checkpoint into a model goes through here.
+        """
+        self.load_state_dict(state_dict)
+        self.set_step(int(step))
+
 
 def render_rays_chunked(
     model: Model,
