@@ -1,21 +1,24 @@
 """Dataset parsers: files in, a ``Scene`` out, nothing decoded.
 
-``load_scene(DatasetConfig(path=...))`` detects the format (Blender, LLFF or NeuS/DTU), reads
-its camera files and image headers and returns a ``Scene`` in nerflite's one camera convention
+``load_scene(DatasetConfig(path=...))`` detects the format (Blender, LLFF or NeuS/DTU: the one
+whose camera file and image folder are both present, ``PROBES``), reads its camera files and
+image headers and returns a ``Scene`` in nerflite's one camera convention
 (``nerflite.cameras``). Every problem with the files raises ``DatasetError`` naming the file.
 """
 
 from __future__ import annotations
 
+import importlib
+import json
+import re
+from collections.abc import Callable
 from dataclasses import dataclass, replace
 from pathlib import Path
+from typing import NamedTuple
 
 import torch
 
 from nerflite.data.scene import DatasetError, Scene
-
-FORMATS = ("blender", "llff", "neus")
-
 
 @dataclass
 class DatasetConfig:
@@ -36,19 +39,83 @@ class DatasetConfig:
     render_frames: int = 120  # frames of the default render path
 
 
+class Found(NamedTuple):
+    """What a format's probe sees in a folder."""
+
+    cameras: bool  # the format's camera file is there
+    images: bool  # and so is its image folder (or the images its camera file names)
+
+    @property
+    def complete(self) -> bool:
+        return self.cameras and self.images
+
+
+def _probe_blender(root: Path) -> Found:
+    files = [root / n for n in ("transforms_train.json", "transforms.json") if (root / n).is_file()]
+    if not files:
+        return Found(False, False)
+    try:  # the image of the first frame, as the parser resolves it
+        from nerflite.data.parsers.blender import resolve_image
+
+        first = json.loads(files[0].read_text())["frames"][0]["file_path"]
+        resolve_image(root, first, files[0])
+        return Found(True, True)
+    except (OSError, ValueError, KeyError, IndexError, TypeError, DatasetError):
+        return Found(True, False)
+
+
+def _probe_llff(root: Path) -> Found:
+    folders = [d for d in root.glob("images*") if d.is_dir() and re.fullmatch(r"images(_\d+)?", d.name)]
+    return Found((root / "poses_bounds.npy").is_file(), bool(folders))
+
+
+def _probe_neus(root: Path) -> Found:
+    cameras = any(p.is_file() for p in root.glob("cameras*.npz"))  # cameras_sphere.npz, cameras.npz...
+    return Found(cameras, any((root / n).is_dir() for n in ("image", "images", "rgb")))
+
+
+# format -> probe(root): are its camera file and its image folder in the folder? In order of
+# preference when only camera files are found (the parser then names what is missing).
+PROBES: dict[str, Callable[[Path], Found]] = {
+    "blender": _probe_blender,  # transforms_train.json or transforms.json + the frames' images
+    "llff": _probe_llff,  # poses_bounds.npy + images/ or images_N/
+    "neus": _probe_neus,  # cameras_sphere.npz or cameras.npz + image/
+}
+# format -> its parser, "module:function(DatasetConfig) -> Scene" (imported when used)
+LOADERS = {
+    "blender": "nerflite.data.parsers.blender:load_blender",
+    "llff": "nerflite.data.parsers.llff:load_llff",
+    "neus": "nerflite.data.parsers.neus:load_neus",
+}
+FORMATS = tuple(PROBES)
+
+
 def detect_format(path: str | Path, cameras_file: str = "cameras_sphere.npz") -> str:
-    """``"blender"``, ``"llff"`` or ``"neus"`` from the files in the folder ``path``."""
+    """The format whose files are complete in the folder ``path`` (camera file and image folder).
+
+    Extra files of another format (a DTU folder converted for other tools also carries a
+    ``poses_bounds.npy``) do not count unless that format is complete too; two complete formats
+    are an error naming both. With no complete format, the first whose camera file is present
+    wins, so its parser names what is missing.
+    """
     root = Path(path)
     if not root.exists():
         raise DatasetError(root, "dataset folder does not exist")
     if not root.is_dir():
         raise DatasetError(root, "dataset path is not a folder")
-    if (root / "transforms_train.json").is_file() or (root / "transforms.json").is_file():
-        return "blender"
-    if (root / "poses_bounds.npy").is_file():
-        return "llff"
-    if any((root / name).is_file() for name in (cameras_file, "cameras_sphere.npz", "cameras.npz")):
-        return "neus"
+    found = {name: probe(root) for name, probe in PROBES.items()}
+    if (root / cameras_file).is_file() and cameras_file.endswith(".npz"):  # a NeuS camera file of another name
+        found["neus"] = found["neus"]._replace(cameras=True)
+    complete = [name for name, f in found.items() if f.complete]
+    if len(complete) > 1:
+        both = " and ".join(complete)
+        choose = " or ".join(f"dataset.format={name}" for name in complete)
+        raise DatasetError(root, f"the files of two formats are complete here ({both}): choose one with {choose}")
+    if complete:
+        return complete[0]
+    partial = [name for name, f in found.items() if f.cameras]
+    if partial:
+        return partial[0]
     raise DatasetError(
         root,
         "cannot tell the dataset format: expected transforms_train.json or transforms.json (blender), "
@@ -86,13 +153,8 @@ def load_scene(cfg: DatasetConfig | str | Path, **overrides) -> Scene:
     if cfg.background is not None and len(cfg.background) != 3:
         raise DatasetError(root, f"background must have 3 values (RGB), got {list(cfg.background)}")
 
-    if fmt == "blender":
-        from nerflite.data.parsers.blender import load_blender as load
-    elif fmt == "llff":
-        from nerflite.data.parsers.llff import load_llff as load
-    else:
-        from nerflite.data.parsers.neus import load_neus as load
-    scene = load(cfg)
+    module, name = LOADERS[fmt].split(":")
+    scene = getattr(importlib.import_module(module), name)(cfg)
     if not torch.isfinite(scene.cameras.c2w).all():
         raise DatasetError(root, "camera poses are degenerate (NaN after normalisation)")
     if cfg.near is not None and not scene.ndc:
@@ -104,4 +166,4 @@ def load_scene(cfg: DatasetConfig | str | Path, **overrides) -> Scene:
     return scene
 
 
-__all__ = ["DatasetConfig", "DatasetError", "FORMATS", "Scene", "detect_format", "load_scene"]
+__all__ = ["DatasetConfig", "DatasetError", "FORMATS", "PROBES", "Found", "Scene", "detect_format", "load_scene"]
