@@ -32,7 +32,7 @@ class DatasetConfig:
     ndc: bool = True  # LLFF: march rays in normalized device coordinates (forward-facing scenes)
     bd_factor: float = 0.75  # LLFF: rescale so the nearest bound is 1 / bd_factor
     cameras_file: str = "cameras_sphere.npz"  # NeuS: camera file in the folder (else cameras.npz)
-    masks: bool = True  # NeuS: use mask/ when the dataset has it
+    masks: bool = True  # NeuS, LLFF: use the dataset's mask/ (masks/) folder when it has one
     near: float | None = None  # override the format's near bound (scene units; ignored with NDC)
     far: float | None = None  # override the format's far bound (scene units; ignored with NDC)
     radius: float | None = None  # override the bounding-sphere radius (scene units)

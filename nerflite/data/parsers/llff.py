@@ -19,6 +19,9 @@ Intrinsics: downscaled folders keep the full-size focal in the file, so ``fx`` i
 width of the images actually used over the W recorded in the file (``fy`` likewise with H); the
 principal point is the image centre, ``cx, cy = W / 2, H / 2``. ``downscale`` F picks
 ``images_F/`` when it exists, else resizes from the nearest finer folder.
+
+Masks (360-degree object captures): a ``masks/`` folder holds one mask per image with the same
+file name up to the extension (``match_masks``); ``dataset.masks=false`` ignores it.
 """
 
 from __future__ import annotations
@@ -34,6 +37,7 @@ from nerflite.camera_paths import focus_depth_from_bounds, orbit_from_cameras, s
 from nerflite.cameras import opengl_to_opencv
 from nerflite.data.images import image_size
 from nerflite.data.parsers.common import (
+    IMAGE_EXTENSIONS,
     clean_rotations,
     focus_point,
     holdout_splits,
@@ -100,6 +104,43 @@ def choose_folder(root: Path, downscale: float, notes: list[str]) -> tuple[Path,
     return folders[k], 1.0
 
 
+MASK_DIRS = ("masks", "mask")
+
+
+def _stem(path: Path) -> str:
+    """A file's name without its image extensions (``IMG_1.JPG.png`` and ``IMG_1.png`` -> ``IMG_1``)."""
+    name = path.name
+    while Path(name).suffix.lower() in IMAGE_EXTENSIONS:
+        name = Path(name).stem
+    return name
+
+
+def match_masks(root: Path, folder: Path, images: list[Path]) -> list[Path] | None:
+    """One mask per image from ``masks/`` (360-degree object captures), matched by file stem, or None
+    without a mask folder. The stems are the images' own, or those of ``images/`` when a
+    downscaled folder renamed its files (same sorted order). Any image without a mask, or a mask
+    without an image, is a DatasetError naming the mask folder."""
+    mask_dir = next((root / n for n in MASK_DIRS if (root / n).is_dir()), None)
+    if mask_dir is None:
+        return None
+    by_stem = {_stem(p): p for p in list_images(mask_dir)}
+    names = [_stem(p) for p in images]
+    full = root / "images"
+    if folder != full and full.is_dir() and not set(names) & set(by_stem):
+        originals = list_images(full)
+        if len(originals) == len(images):
+            names = [_stem(p) for p in originals]
+    missing = [n for n in names if n not in by_stem]
+    if missing:
+        raise DatasetError(mask_dir, f"no mask for image {missing[0]} ({len(missing)} of {len(names)} images have "
+                           "none; masks are matched to images by file name without extension)")
+    extra = sorted(set(by_stem) - set(names))
+    if extra:
+        raise DatasetError(by_stem[extra[0]], f"mask without an image of that name in {folder.name}/ "
+                           f"({len(extra)} such masks)")
+    return [by_stem[n] for n in names]
+
+
 def average_pose(c2w: np.ndarray) -> np.ndarray:
     """4x4 OpenGL camera-to-world at the mean centre, with the mean back (z) and up (y) axes."""
     center = c2w[:, :, 3].mean(0)
@@ -144,6 +185,7 @@ def load_llff(cfg: DatasetConfig) -> Scene:
     images = list_images(folder)
     if len(images) != n:
         raise DatasetError(folder, f"{len(images)} images but {pb_path.name} has {n} poses (they must match)")
+    masks = match_masks(root, folder, images) if cfg.masks else None
 
     poses = arr[:, :15].reshape(n, 3, 5)  # [n, 3, 5]
     bounds = arr[:, 15:17].copy()  # [n, 2]
@@ -197,6 +239,7 @@ def load_llff(cfg: DatasetConfig) -> Scene:
         splits=holdout_splits(n, cfg.llffhold),
         near=0.0 if ndc else float(bounds.min() * 0.9),
         far=1.0 if ndc else float(bounds.max()),
+        mask_paths=masks,
         background=(0.0, 0.0, 0.0) if cfg.background is None else tuple(float(c) for c in cfg.background),
         sphere_center=torch.as_tensor(center, dtype=torch.float32),
         sphere_radius=float(radius),
