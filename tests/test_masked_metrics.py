@@ -74,3 +74,20 @@ def test_ssim_masked_matches_a_window_by_window_reference():
     mask = _disc(20, 26, 7.0)
     ref = _ssim_masked_loop(pred, target, mask)
     assert ssim_masked(pred, target, mask).item() == pytest.approx(ref.item(), abs=1e-5)
+
+
+@pytest.mark.slow
+def test_dtu_perfect_foreground_scores_full_marks_only_when_masked(shared_data):
+    """DTU scan 65 at 1/8 size: the photo's object on black (a perfect render without background)."""
+    from nerflite.data.datamanager import DataManager, DataManagerConfig
+    from nerflite.data.parsers import DatasetConfig, load_scene
+
+    scene = load_scene(DatasetConfig(path=str(shared_data("dtu_scan65")), downscale=8))
+    with DataManager(scene, DataManagerConfig(workers=0), "cpu") as dm:
+        _, batch = dm.eval_image(scene.split("test")[0])
+    h, w = batch["image_hw"]
+    target, mask = batch["rgb"].reshape(h, w, 3), batch["mask"].reshape(h, w)
+    render = target * mask[..., None]
+    assert psnr(render, target).item() < 15.0  # the background alone drags it down to ~10 dB
+    assert psnr_masked(render, target, mask).item() == pytest.approx(100.0)  # MSE 0, clamped at 1e-10
+    assert ssim_masked(render, target, mask).item() == pytest.approx(1.0, abs=1e-6)
