@@ -104,7 +104,7 @@ def choose_folder(root: Path, downscale: float, notes: list[str]) -> tuple[Path,
     return folders[k], 1.0
 
 
-MASK_DIRS = ("masks", "mask")
+MASK_DIRS = ("masks",)  # not mask/: that is the NeuS layout, often beside an LLFF conversion
 
 
 def _stem(path: Path) -> str:
