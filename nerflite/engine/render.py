@@ -170,8 +170,13 @@ def _render_test(cfg, run_cfg, scene: Scene, model, device, chunk: int, write, o
     views = list(scene.splits.get("test") or eval_split(scene))
     dm = build_datamanager(run_cfg, scene, device)
     bar = tqdm(total=len(views), desc="render", unit="frame")
+
+    def on_view(k: int, view: int, outputs: dict, batch: dict) -> None:
+        write(k, outputs)
+        bar.update(1)
+
     try:
-        record = evaluate_views(model, dm, views, chunk, on_view=lambda k, v, o, b: (write(k, o), bar.update(1)))
+        record = evaluate_views(model, dm, views, chunk, on_view=on_view)
     finally:
         bar.close()
         dm.close()
