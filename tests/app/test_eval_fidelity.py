@@ -55,6 +55,7 @@ def test_neus_render_test_metrics_equal_the_trainers_eval(tiny_scene, tmp_path, 
     trained = json.loads((run / "metrics_test.json").read_text())
     assert [v["view"] for v in rendered["views"]] == [0]
     assert set(rendered["mean"]) == {"psnr", "ssim", "psnr_masked", "ssim_masked"}  # the scene has masks
+    assert set(result.eval) == set(rendered["mean"])  # the trainer's eval/ scalars are masked too
     for name, value in result.eval.items():
         assert rendered["mean"][name] == pytest.approx(value, abs=1e-4), name
     assert trained["step"] == 2 and Path(trained["checkpoint"]).name == ckpt.checkpoint_name(2)
