@@ -227,7 +227,7 @@ def _train(cfg: DictConfig, info: D.DistInfo, run_dir) -> TrainResult:
                     break
         if info.is_main and not result.interrupted:
             result.eval = evaluate_and_log(cfg, model, dm, logger, run_dir, result.step, tcfg.final_eval_images)
-            if tcfg.test_at_end:
+            if tcfg.get("test_at_end", True):  # (configs saved before the key existed)
                 result.test = write_test_metrics(cfg, model, dm, run_dir, result.step)
             if bar is not None:
                 bar.write(
