@@ -17,7 +17,7 @@ Conversion into nerflite's frame (``metadata["world_from_scene"]`` maps back to 
    the identity looking down -z (as LLFF), then the scale puts the nearest view bound at
    ``1 / bd_factor``; NDC when ``ndc``.
    360-degree captures: the point nearest all optical axes (else the median point) becomes the
-   origin, the mean camera up axis +z, and the scale makes the content radius 1 (the 99th
+   origin, the mean camera up axis +z, and the scale makes the content radius 1 (1.1 x the 99th
    percentile inlier distance from the origin, at most 0.9 x the nearest camera's distance).
 4. Per-view bounds: the 1st and 99th percentiles of the distances (and z-depths) of the inlier
    points each image observes, times 0.9 and 1.1; ``near``/``far`` are their extremes (360:
@@ -180,7 +180,7 @@ def normalisation(c2w: np.ndarray, pts: np.ndarray, forward: bool, bd_factor: fl
     frame[:3, :3] = np.stack([a, np.cross(up, a), up], 1)
     frame[:3, 3] = center
     if len(pts):
-        radius = min(float(np.percentile(np.linalg.norm(pts - center, axis=1), 99)), 0.9 * float(cam_d.min()))
+        radius = min(1.1 * float(np.percentile(np.linalg.norm(pts - center, axis=1), 99)), 0.9 * float(cam_d.min()))
     else:
         radius = 0.5 * float(cam_d.min())
         notes.append("no sparse points: the content is assumed within half the nearest camera's distance of "

@@ -23,21 +23,22 @@ import numpy as np
 
 from nerflite.data.scene import DatasetError
 
-# model name -> (COLMAP model id, number of parameters), as in COLMAP's src/colmap/sensor/models.h
-CAMERA_MODELS = {
-    "SIMPLE_PINHOLE": (0, 3),  # f, cx, cy
-    "PINHOLE": (1, 4),  # fx, fy, cx, cy
-    "SIMPLE_RADIAL": (2, 4),  # f, cx, cy, k
-    "RADIAL": (3, 5),  # f, cx, cy, k1, k2
-    "OPENCV": (4, 8),  # fx, fy, cx, cy, k1, k2, p1, p2
-    "OPENCV_FISHEYE": (5, 8),  # fx, fy, cx, cy, k1, k2, k3, k4
-    "FULL_OPENCV": (6, 12),  # fx, fy, cx, cy, k1, k2, p1, p2, k3, k4, k5, k6
-    "FOV": (7, 5),  # fx, fy, cx, cy, omega
-    "SIMPLE_RADIAL_FISHEYE": (8, 4),  # f, cx, cy, k
-    "RADIAL_FISHEYE": (9, 5),  # f, cx, cy, k1, k2
-    "THIN_PRISM_FISHEYE": (10, 12),  # fx, fy, cx, cy, k1, k2, p1, p2, k3, k4, sx1, sy1
-    "RAD_TAN_THIN_PRISM_FISHEYE": (11, 16),  # fx, fy, cx, cy, k0..k5, p0, p1, s0..s3
-}
+_MODELS = [  # (COLMAP model id, name, parameter names), as in COLMAP's src/colmap/sensor/models.h
+    (0, "SIMPLE_PINHOLE", "f cx cy"),
+    (1, "PINHOLE", "fx fy cx cy"),
+    (2, "SIMPLE_RADIAL", "f cx cy k"),
+    (3, "RADIAL", "f cx cy k1 k2"),
+    (4, "OPENCV", "fx fy cx cy k1 k2 p1 p2"),
+    (5, "OPENCV_FISHEYE", "fx fy cx cy k1 k2 k3 k4"),
+    (6, "FULL_OPENCV", "fx fy cx cy k1 k2 p1 p2 k3 k4 k5 k6"),
+    (7, "FOV", "fx fy cx cy omega"),
+    (8, "SIMPLE_RADIAL_FISHEYE", "f cx cy k"),
+    (9, "RADIAL_FISHEYE", "f cx cy k1 k2"),
+    (10, "THIN_PRISM_FISHEYE", "fx fy cx cy k1 k2 p1 p2 k3 k4 sx1 sy1"),
+    (11, "RAD_TAN_THIN_PRISM_FISHEYE", "fx fy cx cy k0 k1 k2 k3 k4 k5 p0 p1 s0 s1 s2 s3"),
+]
+CAMERA_MODELS = {name: (mid, len(p.split())) for mid, name, p in _MODELS}  # name -> (id, number of parameters)
+PARAM_NAMES = {name: p.split() for _, name, p in _MODELS}
 MODEL_NAMES = {mid: name for name, (mid, _) in CAMERA_MODELS.items()}
 FILES = ("cameras", "images", "points3D")
 
