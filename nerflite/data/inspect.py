@@ -197,7 +197,7 @@ def _colmap_lines(info: dict | None, most: int = 8) -> list[str]:
              f"{info['format']}); {info['points']} sparse points ({info['inlier_points']} inliers); {kind} capture"]
     for c in info["cameras"][:most]:
         params = " ".join(f"{k} {v:.4g}" for k, v in zip(PARAM_NAMES[c["model"]], c["params"]))
-        lines.append(f"camera {c['id']:<4} {c['model']} {c['width']}x{c['height']} ({c['images']} images): {params}")
+        lines.append(f"cam id {c['id']:<4} {c['model']} {c['width']}x{c['height']} ({c['images']} images): {params}")
     if len(info["cameras"]) > most:
         lines.append(f"            ... {len(info['cameras']) - most} more cameras")
     return lines
