@@ -234,6 +234,7 @@ def undistort(uv_d: Tensor, dist: Tensor, fisheye: Tensor, iterations: int = LEN
         det = torch.where(det.abs() < 1e-12, torch.full_like(det, 1e-12), det)
         ex, ey = (f - uv_d).unbind(-1)
         uv = uv - torch.stack([d * ex - b * ey, a * ey - c * ex], -1) / det[:, None]
+    uv = torch.where(torch.isfinite(uv), uv, uv_d)  # a lens that folds over: keep rays finite
     rect = torch.cat([uv, torch.ones_like(uv[:, :1])], -1)  # [n, 3]
     theta_d = torch.linalg.norm(uv_d, dim=-1)  # [n]
     theta = theta_d.clone()

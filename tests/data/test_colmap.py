@@ -290,3 +290,18 @@ def test_project_agrees_with_opencv_on_a_parsed_distorted_camera(made):
     ref, _ = cv2.projectPoints(pts.numpy(), rvec, -R.T @ c.c2w[i, :, 3].double().numpy(), K,
                                np.array([d[0], d[1], d[4], d[5], d[2]]))
     assert np.abs(ref.reshape(-1, 2) - xy.numpy()).max() < 1e-3
+
+
+def test_a_lens_that_folds_over_inside_the_image_is_a_warning_and_rays_stay_finite(made, tmp_path):
+    root = _copy(made("pinhole_bin"), tmp_path)
+    model = cio.read_model(root / "sparse" / "0")
+    model.cameras[1] = cio.Camera(1, "OPENCV", 40, 30, np.array([20.0, 20.0, 20.0, 15.0, -0.5, 0.0, 0.0, 0.0]))
+    cio.write_model(model, root / "sparse" / "0", ".bin")
+    scene = load_scene(str(root))
+    assert any("camera 1's lens model folds over near the image border" in w for w in scene.metadata["warnings"])
+    from nerflite.cameras import generate_rays
+
+    y, x = torch.meshgrid(torch.arange(30), torch.arange(40), indexing="ij")
+    rays = generate_rays(scene.cameras, torch.zeros(1200, dtype=torch.long), y.reshape(-1), x.reshape(-1))
+    assert torch.isfinite(rays.directions).all()
+    assert not any("folds over" in w for w in load_scene(str(made("multi_camera").root)).metadata["warnings"])

@@ -26,6 +26,7 @@ Conversion into nerflite's frame (``metadata["world_from_scene"]`` maps back to 
 
 from __future__ import annotations
 
+from dataclasses import replace
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -33,7 +34,7 @@ import numpy as np
 import torch
 
 from nerflite.camera_paths import focus_depth_from_bounds, orbit_from_cameras, spiral_path
-from nerflite.cameras import N_DISTORTION
+from nerflite.cameras import N_DISTORTION, Cameras, generate_rays, project
 from nerflite.data.images import image_size
 from nerflite.data.parsers import colmap_io as cio
 from nerflite.data.parsers.common import (
@@ -174,10 +175,12 @@ def normalisation(c2w: np.ndarray, pts: np.ndarray, forward: bool, bd_factor: fl
         center = np.median(pts, axis=0) if len(pts) else centers.mean(0)
         cam_d = np.linalg.norm(centers - center, axis=1)
     up = -normalize(c2w[:, :, 1].sum(0))
-    a = normalize(np.cross(up, fwd.mean(0) if abs(fwd.mean(0) @ up) < 0.99 * np.linalg.norm(fwd.mean(0))
-                           else np.array([1.0, 0.0, 0.0])))
+    x = fwd.mean(0) - (fwd.mean(0) @ up) * up  # the mean view, horizontal, becomes +x
+    if np.linalg.norm(x) < 1e-3:  # every camera looks straight down (or up)
+        x = np.eye(3)[np.argmin(np.abs(up))] - up[np.argmin(np.abs(up))] * up
+    x = normalize(x)
     frame = np.eye(4)
-    frame[:3, :3] = np.stack([a, np.cross(up, a), up], 1)
+    frame[:3, :3] = np.stack([x, np.cross(up, x), up], 1)
     frame[:3, 3] = center
     if len(pts):
         radius = min(1.1 * float(np.percentile(np.linalg.norm(pts - center, axis=1), 99)), 0.9 * float(cam_d.min()))
@@ -189,22 +192,45 @@ def normalisation(c2w: np.ndarray, pts: np.ndarray, forward: bool, bd_factor: fl
     return np.diag([1 / radius, 1 / radius, 1 / radius, 1.0]) @ np.linalg.inv(frame)
 
 
+def _mask_of(folder: Path, name: str) -> Path | None:
+    stem = folder / Path(name).with_suffix("")
+    cands = [folder / (name + ".png")] + [stem.with_name(stem.name + e) for e in IMAGE_EXTENSIONS]
+    return next((c for c in cands if c.is_file()), None)
+
+
 def find_masks(root: Path, names: list[str]) -> list[Path] | None:
-    """``masks/NAME`` with any image extension, or ``masks/NAME.png``; None without ``masks/``."""
+    """``masks/NAME.png`` or ``masks/`` + NAME's stem with any image extension; None without ``masks/``."""
     folder = root / "masks"
     if not folder.is_dir():
         return None
+    out = [_mask_of(folder, name) for name in names]
+    if None in out:
+        i = out.index(None)
+        raise DatasetError(folder / (names[i] + ".png"), f"mask is missing ({out.count(None)} of {len(names)} "
+                           "images have none; expected masks/NAME.png or the image's stem with any image extension)")
+    return out
+
+
+def lens_warnings(cams: Cameras, first_view: dict[int, int], source: Path, per_edge: int = 200) -> list[str]:
+    """Cameras whose lens model cannot be inverted out to the image border (it folds over there):
+    rays through the border pixels, projected back, must land within 0.1 px."""
     out = []
-    for name in names:
-        stem = folder / Path(name).with_suffix("")
-        cands = [folder / (name + ".png")] + [stem.with_name(stem.name + e) for e in IMAGE_EXTENSIONS]
-        hit = next((c for c in cands if c.is_file()), None)
-        if hit is None:
-            missing = sum(1 for n in names if not any(c.is_file() for c in
-                          [folder / (n + ".png")] + [folder / (Path(n).stem + e) for e in IMAGE_EXTENSIONS]))
-            raise DatasetError(stem.with_suffix(".png"), f"mask is missing ({missing} of {len(names)} images "
-                               "have none; expected masks/<name>.png or the image's stem with any image extension)")
-        out.append(hit)
+    for cid, v in first_view.items():
+        c = cams[v]
+        c = replace(c, **{k: getattr(c, k).double() for k in ("fx", "fy", "cx", "cy", "c2w")},
+                    distortion=None if c.distortion is None else c.distortion.double())
+        w, h = float(c.width[0]), float(c.height[0])
+        t = torch.linspace(0, 1, per_edge, dtype=torch.float64)
+        x = torch.cat([t * w, t * w, torch.zeros_like(t), torch.full_like(t, w)])
+        y = torch.cat([torch.zeros_like(t), torch.full_like(t, h), t * h, t * h])
+        idx = torch.zeros_like(x, dtype=torch.long)
+        rays = generate_rays(c, idx, y, x)
+        xy, _ = project(c, idx, rays.origins + rays.directions)
+        err = (xy - torch.stack([x, y], -1)).norm(dim=-1).nan_to_num(float("inf"))
+        if float(err.max()) > 0.1:
+            i = int(err.argmax())
+            out.append(f"{source.name}: camera {cid}'s lens model folds over near the image border (pixel "
+                       f"({float(x[i]):.0f}, {float(y[i]):.0f}) cannot be undistorted): rays there are inexact")
     return out
 
 
@@ -303,11 +329,14 @@ def load_colmap(cfg: DatasetConfig) -> Scene:
                      "height": model.cameras[c].height, "params": [float(v) for v in model.cameras[c].params],
                      "images": sum(im.camera_id == c for im in images)} for c in used],
     }
+    cameras = make_cameras(k[:, 0] * s[:, 0], k[:, 1] * s[:, 1], k[:, 2] * s[:, 0], k[:, 3] * s[:, 1],
+                           out_wh[:, 0], out_wh[:, 1], c2w, dist if np.any(dist) or fish.any() else None,
+                           fish if fish.any() else None)
+    if cameras.has_lens:
+        notes += lens_warnings(cameras, {cid: [im.camera_id for im in images].index(cid) for cid in used}, cams_file)
     return Scene(
         format="colmap", root=root, image_paths=paths,
-        cameras=make_cameras(k[:, 0] * s[:, 0], k[:, 1] * s[:, 1], k[:, 2] * s[:, 0], k[:, 3] * s[:, 1],
-                             out_wh[:, 0], out_wh[:, 1], c2w, dist if np.any(dist) or fish.any() else None,
-                             fish if fish.any() else None),
+        cameras=cameras,
         splits=holdout_splits(n, cfg.holdout), near=near, far=far,
         mask_paths=find_masks(root, names) if cfg.masks else None,
         background=(0.0, 0.0, 0.0) if cfg.background is None else tuple(float(c) for c in cfg.background),
