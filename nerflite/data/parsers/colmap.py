@@ -25,7 +25,7 @@ import torch
 from nerflite.cameras import N_DISTORTION, Cameras, generate_rays, project
 from nerflite.data.images import image_size
 from nerflite.data.parsers import colmap_io as cio
-from nerflite.data.parsers.colmap_frame import frame_scene
+from nerflite.data.parsers.colmap_frame import apply_similarity, frame_scene, normalisation
 from nerflite.data.parsers.common import (
     IMAGE_EXTENSIONS, holdout_splits, make_cameras, natural_key, scaled_size,
 )
@@ -226,3 +226,6 @@ def load_colmap(cfg: DatasetConfig) -> Scene:
         metadata={"world_from_scene": np.linalg.inv(fr.scene_from_world), "image_folder": folder.name,
                   "bounds": fr.bounds, "ndc_near_plane": NDC_NEAR_PLANE, "warnings": notes, "colmap": info},
     )
+
+
+__all__ = ["apply_similarity", "camera_intrinsics", "colmap_c2w", "find_model", "load_colmap", "normalisation"]
