@@ -40,6 +40,17 @@ SUPPORTED = ("SIMPLE_PINHOLE", "PINHOLE", "SIMPLE_RADIAL", "RADIAL", "OPENCV", "
 MIN_REGISTERED = 0.8  # warn when fewer image files than this are registered
 
 
+def probe(root: Path) -> tuple[bool, bool]:
+    """(a model under ``sparse/``, an image folder) for format detection. LLFF releases ship the
+    COLMAP model their ``poses_bounds.npy`` was made from: there the model does not count (LLFF
+    wins; ``dataset.format=colmap`` reads the model instead)."""
+    sparse = root / "sparse"
+    if (root / "poses_bounds.npy").is_file() or not sparse.is_dir():
+        return False, False
+    model = bool(cio.model_extension(sparse)) or any(d.is_dir() and cio.model_extension(d) for d in sparse.iterdir())
+    return model, (root / "images").is_dir() or any(d.is_dir() for d in root.glob("images_*"))
+
+
 def find_model(root: Path, notes: list[str]) -> Path:
     """The model folder: ``sparse/`` when it holds the files, else its sub-model with most images."""
     sparse = root / "sparse"
@@ -228,4 +239,5 @@ def load_colmap(cfg: DatasetConfig) -> Scene:
     )
 
 
-__all__ = ["apply_similarity", "camera_intrinsics", "colmap_c2w", "find_model", "load_colmap", "normalisation"]
+__all__ = ["apply_similarity", "camera_intrinsics", "colmap_c2w", "find_model", "load_colmap", "normalisation",
+           "probe"]
