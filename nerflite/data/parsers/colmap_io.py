@@ -243,22 +243,34 @@ def read_images_txt(path: Path) -> dict[int, Image]:
 
 
 def read_points3D_txt(path: Path) -> Points3D:
-    ids, xyz, rgb, err, tracks = [], [], [], [], []
-    for ln, v in _rows(path):
-        if not v:
-            continue
+    rows = [(ln, v) for ln, v in _rows(path) if v]
+    for ln, v in rows:
         if len(v) < 8 or (len(v) - 8) % 2:
             raise DatasetError(path, f"line {ln}: expected POINT3D_ID X Y Z R G B ERROR (IMAGE_ID POINT2D_IDX)...")
-        row = _parse(path, ln, lambda v: (int(v[0]), [float(a) for a in v[1:4]], [int(a) for a in v[4:7]],
-                                          float(v[7]), [int(a) for a in v[8:]]), v)
-        for lst, val in zip((ids, xyz, rgb, err, tracks), row):
-            lst.append(val)
-    if not ids:
+    if not rows:
         return Points3D.empty()
-    lengths = [len(t) // 2 for t in tracks]
-    track = np.array([a for t in tracks for a in t], np.int64).reshape(-1, 2)
-    return Points3D(np.array(ids, np.int64), np.array(xyz, np.float64), np.array(rgb, np.uint8),
-                    np.array(err, np.float64), track, np.concatenate([[0], np.cumsum(lengths)]).astype(np.int64))
+    count = np.array([len(v) for _, v in rows])  # tokens per line
+    try:  # every number of the file in one conversion, then sliced
+        vals = np.array([t for _, v in rows for t in v], np.float64)
+    except ValueError:
+        ln, v = next((ln, v) for ln, v in rows if not all(_is_number(t) for t in v))
+        raise DatasetError(path, f"line {ln}: cannot read {' '.join(v)[:80]!r}") from None
+    start = np.concatenate([[0], np.cumsum(count)[:-1]])
+    fixed = vals[start[:, None] + np.arange(8)]  # [m, 8]
+    in_track = np.ones(len(vals), bool)
+    in_track[(start[:, None] + np.arange(8)).reshape(-1)] = False
+    track = vals[in_track].astype(np.int64).reshape(-1, 2)
+    offsets = np.concatenate([[0], np.cumsum((count - 8) // 2)]).astype(np.int64)
+    return Points3D(fixed[:, 0].astype(np.int64), fixed[:, 1:4].copy(), fixed[:, 4:7].astype(np.uint8),
+                    fixed[:, 7].copy(), track, offsets)
+
+
+def _is_number(token: str) -> bool:
+    try:
+        float(token)
+        return True
+    except ValueError:
+        return False
 
 
 READERS = {
