@@ -1,6 +1,6 @@
 """Dataset parsers: files in, a ``Scene`` out, nothing decoded.
 
-``load_scene(DatasetConfig(path=...))`` detects the format (Blender, LLFF or NeuS/DTU: the one
+``load_scene(DatasetConfig(path=...))`` detects the format (Blender, LLFF, NeuS/DTU or COLMAP: the one
 whose camera file and image folder are both present, ``PROBES``), reads its camera files and
 image headers and returns a ``Scene`` in nerflite's one camera convention
 (``nerflite.cameras``). Every problem with the files raises ``DatasetError`` naming the file.
@@ -22,17 +22,17 @@ from nerflite.data.scene import DatasetError, Scene
 
 @dataclass
 class DatasetConfig:
-    format: str = "auto"  # auto | blender | llff | neus (auto: detected from the files in `path`)
+    format: str = "auto"  # auto | blender | llff | neus | colmap (auto: detected from the files in `path`)
     path: str = ""  # dataset folder
     downscale: float = 1.0  # Blender/NeuS: resize factor; LLFF: images_{factor}/ if present, else resize
     background: list[float] | None = None  # RGB in [0, 1] under RGBA images; None: Blender white, else black
     holdout: int = 8  # formats without a split: every Nth view is val/test (0: none, evaluate on train views)
     llffhold: int = 8  # LLFF: every Nth image is a test (and val) view; 0: evaluate on train views
-    spherify: bool = False  # LLFF: normalise a 360-degree capture into the unit sphere (turns NDC off)
-    ndc: bool = True  # LLFF: march rays in normalized device coordinates (forward-facing scenes)
-    bd_factor: float = 0.75  # LLFF: rescale so the nearest bound is 1 / bd_factor
+    spherify: bool = False  # LLFF, COLMAP: normalise a 360-degree capture into the unit sphere (turns NDC off)
+    ndc: bool = True  # LLFF, COLMAP (forward-facing only): march rays in normalized device coordinates
+    bd_factor: float = 0.75  # LLFF, COLMAP forward-facing: rescale so the nearest bound is 1 / bd_factor
     cameras_file: str = "cameras_sphere.npz"  # NeuS: camera file in the folder (else cameras.npz)
-    masks: bool = True  # NeuS, LLFF: use the dataset's mask/ (masks/) folder when it has one
+    masks: bool = True  # NeuS, LLFF, COLMAP: use the dataset's mask/ (masks/) folder when it has one
     near: float | None = None  # override the format's near bound (scene units; ignored with NDC)
     far: float | None = None  # override the format's far bound (scene units; ignored with NDC)
     radius: float | None = None  # override the bounding-sphere radius (scene units)
@@ -74,18 +74,26 @@ def _probe_neus(root: Path) -> Found:
     return Found(cameras, any((root / n).is_dir() for n in ("image", "images", "rgb")))
 
 
+def _probe_colmap(root: Path) -> Found:
+    from nerflite.data.parsers.colmap import probe
+
+    return Found(*probe(root))
+
+
 # format -> probe(root): are its camera file and its image folder in the folder? In order of
 # preference when only camera files are found (the parser then names what is missing).
 PROBES: dict[str, Callable[[Path], Found]] = {
     "blender": _probe_blender,  # transforms_train.json or transforms.json + the frames' images
     "llff": _probe_llff,  # poses_bounds.npy + images/ or images_N/
     "neus": _probe_neus,  # cameras_sphere.npz or cameras.npz + image/
+    "colmap": _probe_colmap,  # sparse/0/ (or sparse/) with a model + images/ (not beside poses_bounds.npy)
 }
 # format -> its parser, "module:function(DatasetConfig) -> Scene" (imported when used)
 LOADERS = {
     "blender": "nerflite.data.parsers.blender:load_blender",
     "llff": "nerflite.data.parsers.llff:load_llff",
     "neus": "nerflite.data.parsers.neus:load_neus",
+    "colmap": "nerflite.data.parsers.colmap:load_colmap",
 }
 FORMATS = tuple(PROBES)
 
@@ -119,7 +127,7 @@ def detect_format(path: str | Path, cameras_file: str = "cameras_sphere.npz") ->
     raise DatasetError(
         root,
         "cannot tell the dataset format: expected transforms_train.json or transforms.json (blender), "
-        "poses_bounds.npy (llff) or cameras_sphere.npz (neus)",
+        "poses_bounds.npy (llff), cameras_sphere.npz (neus) or images/ + sparse/0/ (colmap)",
     )
 
 
