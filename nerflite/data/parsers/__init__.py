@@ -1,6 +1,6 @@
 """Dataset parsers: files in, a ``Scene`` out, nothing decoded.
 
-``load_scene(DatasetConfig(path=...))`` detects the format (Blender, LLFF or NeuS/DTU), reads
+``load_scene(DatasetConfig(path=...))`` detects the format (Blender, LLFF, NeuS/DTU or transforms.json), reads
 its camera files and image headers and returns a ``Scene`` in nerflite's one camera convention
 (``nerflite.cameras``). Every problem with the files raises ``DatasetError`` naming the file.
 """
@@ -14,12 +14,12 @@ import torch
 
 from nerflite.data.scene import DatasetError, Scene
 
-FORMATS = ("blender", "llff", "neus")
+FORMATS = ("blender", "llff", "neus", "transforms")
 
 
 @dataclass
 class DatasetConfig:
-    format: str = "auto"  # auto | blender | llff | neus (auto: detected from the files in `path`)
+    format: str = "auto"  # auto | blender | llff | neus | transforms (auto: detected from the files in `path`)
     path: str = ""  # dataset folder
     downscale: float = 1.0  # Blender/NeuS: resize factor; LLFF: images_{factor}/ if present, else resize
     background: list[float] | None = None  # RGB in [0, 1] under RGBA images; None: Blender white, else black
@@ -34,25 +34,28 @@ class DatasetConfig:
     far: float | None = None  # override the format's far bound (scene units; ignored with NDC)
     radius: float | None = None  # override the bounding-sphere radius (scene units)
     render_frames: int = 120  # frames of the default render path
+    skip_missing: bool = False  # transforms: train on the frames present when listed images are missing
 
 
 def detect_format(path: str | Path, cameras_file: str = "cameras_sphere.npz") -> str:
-    """``"blender"``, ``"llff"`` or ``"neus"`` from the files in the folder ``path``."""
+    """``"blender"``, ``"llff"``, ``"neus"`` or ``"transforms"`` from the files in the folder ``path``."""
     root = Path(path)
     if not root.exists():
         raise DatasetError(root, "dataset folder does not exist")
     if not root.is_dir():
         raise DatasetError(root, "dataset path is not a folder")
-    if (root / "transforms_train.json").is_file() or (root / "transforms.json").is_file():
+    if (root / "transforms_train.json").is_file():
         return "blender"
+    if (root / "transforms.json").is_file():
+        return "transforms"
     if (root / "poses_bounds.npy").is_file():
         return "llff"
     if any((root / name).is_file() for name in (cameras_file, "cameras_sphere.npz", "cameras.npz")):
         return "neus"
     raise DatasetError(
         root,
-        "cannot tell the dataset format: expected transforms_train.json or transforms.json (blender), "
-        "poses_bounds.npy (llff) or cameras_sphere.npz (neus)",
+        "cannot tell the dataset format: expected transforms_train.json (blender), transforms.json "
+        "(transforms), poses_bounds.npy (llff) or cameras_sphere.npz (neus)",
     )
 
 
@@ -90,6 +93,8 @@ def load_scene(cfg: DatasetConfig | str | Path, **overrides) -> Scene:
         from nerflite.data.parsers.blender import load_blender as load
     elif fmt == "llff":
         from nerflite.data.parsers.llff import load_llff as load
+    elif fmt == "transforms":
+        from nerflite.data.parsers.transforms import load_transforms as load
     else:
         from nerflite.data.parsers.neus import load_neus as load
     scene = load(cfg)
