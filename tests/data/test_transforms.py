@@ -86,10 +86,12 @@ def test_nerfstudio_flavour_per_frame_intrinsics_splits_masks(synthetic, tmp_pat
     assert scene.cameras.width.tolist() == [48] * VIEWS
     assert reprojection_error(scene, root) < 0.5
     # no instant-ngp keys: centred on the point the cameras look at (the origin), unit radius at
-    # half the nearest camera distance (cameras 4 units away)
+    # half the nearest camera distance (cameras 4 units away), the cameras' mean up axis +z
     wfs = scene.metadata["world_from_scene"]
     np.testing.assert_allclose(wfs[:3, 3], 0.0, atol=1e-3)
-    assert wfs[0, 0] == pytest.approx(2.0, rel=1e-3) and scene.metadata["aabb"] is None
+    assert np.cbrt(np.linalg.det(wfs[:3, :3])) == pytest.approx(2.0, rel=1e-3) and scene.metadata["aabb"] is None
+    up = -scene.cameras.c2w[:, :, 1].double().sum(0)
+    assert float(up[2] / up.norm()) > 0.999
     half = load_scene(tmp_path, downscale=2)
     torch.testing.assert_close(half.cameras.fx, cams.fx / 2)
 
@@ -102,9 +104,7 @@ def test_distortion_coefficients_and_fisheye_flag(synthetic, tmp_path, flavour, 
     scene = load_scene(tmp_path)
     expected = torch.tensor([lens.get(k, 0.0) for k in ("k1", "k2", "k3", "k4", "p1", "p2")])
     torch.testing.assert_close(scene.cameras.distortion, expected.expand(VIEWS, 6))
-    assert scene.metadata["fisheye"] == [fisheye] * VIEWS
-    if hasattr(scene.cameras, "fisheye"):
-        assert scene.cameras.fisheye.tolist() == [fisheye] * VIEWS
+    assert scene.metadata["fisheye"] == [fisheye] * VIEWS == scene.cameras.fisheye.tolist()
 
 
 def test_missing_images_named_then_skipped(synthetic, tmp_path, capsys):

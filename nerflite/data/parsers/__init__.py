@@ -1,6 +1,6 @@
 """Dataset parsers: files in, a ``Scene`` out, nothing decoded.
 
-``load_scene(DatasetConfig(path=...))`` detects the format (Blender, LLFF, NeuS/DTU or transforms.json), reads
+``load_scene(DatasetConfig(path=...))`` detects the format (Blender, LLFF, NeuS/DTU, COLMAP or transforms.json), reads
 its camera files and image headers and returns a ``Scene`` in nerflite's one camera convention
 (``nerflite.cameras``). Every problem with the files raises ``DatasetError`` naming the file.
 """
@@ -14,22 +14,22 @@ import torch
 
 from nerflite.data.scene import DatasetError, Scene
 
-FORMATS = ("blender", "llff", "neus", "transforms")
+FORMATS = ("blender", "llff", "neus", "colmap", "transforms")
 
 
 @dataclass
 class DatasetConfig:
-    format: str = "auto"  # auto | blender | llff | neus | transforms (auto: detected from the files in `path`)
+    format: str = "auto"  # auto | blender | llff | neus | colmap | transforms (auto: detected from the files in `path`)
     path: str = ""  # dataset folder
     downscale: float = 1.0  # Blender/NeuS: resize factor; LLFF: images_{factor}/ if present, else resize
     background: list[float] | None = None  # RGB in [0, 1] under RGBA images; None: Blender white, else black
     holdout: int = 8  # formats without a split: every Nth view is val/test (0: none, evaluate on train views)
     llffhold: int = 8  # LLFF: every Nth image is a test (and val) view; 0: evaluate on train views
-    spherify: bool = False  # LLFF: normalise a 360-degree capture into the unit sphere (turns NDC off)
-    ndc: bool = True  # LLFF: march rays in normalized device coordinates (forward-facing scenes)
-    bd_factor: float = 0.75  # LLFF: rescale so the nearest bound is 1 / bd_factor
+    spherify: bool = False  # LLFF, COLMAP: normalise a 360-degree capture into the unit sphere (turns NDC off)
+    ndc: bool = True  # LLFF, COLMAP (forward-facing only): march rays in normalized device coordinates
+    bd_factor: float = 0.75  # LLFF, COLMAP forward-facing: rescale so the nearest bound is 1 / bd_factor
     cameras_file: str = "cameras_sphere.npz"  # NeuS: camera file in the folder (else cameras.npz)
-    masks: bool = True  # NeuS: use mask/ when the dataset has it
+    masks: bool = True  # NeuS, COLMAP: use mask/ (masks/) when the dataset has it
     near: float | None = None  # override the format's near bound (scene units; ignored with NDC)
     far: float | None = None  # override the format's far bound (scene units; ignored with NDC)
     radius: float | None = None  # override the bounding-sphere radius (scene units)
@@ -38,7 +38,7 @@ class DatasetConfig:
 
 
 def detect_format(path: str | Path, cameras_file: str = "cameras_sphere.npz") -> str:
-    """``"blender"``, ``"llff"``, ``"neus"`` or ``"transforms"`` from the files in the folder ``path``."""
+    """``"blender"``, ``"llff"``, ``"neus"``, ``"transforms"`` or ``"colmap"`` from the files in the folder ``path``."""
     root = Path(path)
     if not root.exists():
         raise DatasetError(root, "dataset folder does not exist")
@@ -52,10 +52,13 @@ def detect_format(path: str | Path, cameras_file: str = "cameras_sphere.npz") ->
         return "llff"
     if any((root / name).is_file() for name in (cameras_file, "cameras_sphere.npz", "cameras.npz")):
         return "neus"
+    if (root / "images").is_dir() and any((d / "cameras.bin").is_file() or (d / "cameras.txt").is_file()
+                                          for d in [root / "sparse", *(root / "sparse").glob("*")]):
+        return "colmap"
     raise DatasetError(
         root,
         "cannot tell the dataset format: expected transforms_train.json (blender), transforms.json "
-        "(transforms), poses_bounds.npy (llff) or cameras_sphere.npz (neus)",
+        "(transforms), poses_bounds.npy (llff), cameras_sphere.npz (neus) or images/ + sparse/0/ (colmap)",
     )
 
 
@@ -93,6 +96,8 @@ def load_scene(cfg: DatasetConfig | str | Path, **overrides) -> Scene:
         from nerflite.data.parsers.blender import load_blender as load
     elif fmt == "llff":
         from nerflite.data.parsers.llff import load_llff as load
+    elif fmt == "colmap":
+        from nerflite.data.parsers.colmap import load_colmap as load
     elif fmt == "transforms":
         from nerflite.data.parsers.transforms import load_transforms as load
     else:

@@ -59,13 +59,17 @@ def scaled_size(width: int, height: int, downscale: float) -> tuple[int, int]:
 def make_cameras(
     fx: np.ndarray, fy: np.ndarray, cx: np.ndarray, cy: np.ndarray,
     width: np.ndarray, height: np.ndarray, c2w: np.ndarray,
+    distortion: np.ndarray | None = None, fisheye: np.ndarray | None = None,
 ) -> Cameras:
-    """Cameras (float32 intrinsics and poses, int64 sizes) from per-view numpy arrays; c2w [n, 3, 4]."""
+    """Cameras (float32 intrinsics and poses, int64 sizes) from per-view numpy arrays; c2w [n, 3, 4],
+    optional lens ``distortion`` [n, 6] (k1, k2, k3, k4, p1, p2) and ``fisheye`` [n] bool."""
     f32 = lambda a: torch.as_tensor(np.asarray(a, dtype=np.float64), dtype=torch.float32)  # noqa: E731
     i64 = lambda a: torch.as_tensor(np.asarray(a, dtype=np.int64))  # noqa: E731
     return Cameras(
         fx=f32(fx), fy=f32(fy), cx=f32(cx), cy=f32(cy), width=i64(width), height=i64(height),
         c2w=f32(np.asarray(c2w)[:, :3, :4]),
+        distortion=None if distortion is None else f32(distortion),
+        fisheye=None if fisheye is None else torch.as_tensor(np.asarray(fisheye, dtype=bool)),
     )
 
 

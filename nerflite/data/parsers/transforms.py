@@ -10,9 +10,8 @@ nerfstudio's ``ns-process-data`` write it:
   scale the intrinsics.
 * Distortion ``k1, k2, k3, k4, p1, p2`` with nerfstudio's ``camera_model`` (``PINHOLE``,
   ``SIMPLE_PINHOLE``, ``OPENCV``, ``OPENCV_FISHEYE``) or instant-ngp's ``is_fisheye``: stored as
-  ``Cameras.distortion`` [n, 6] in that order (k1, k2, k3, k4, p1, p2); fisheye views (OpenCV
-  fisheye, k1..k4) are flagged in ``Cameras.fisheye`` [n] where the cameras carry that field
-  (and in ``metadata["fisheye"]``).
+  ``Cameras.distortion`` [n, 6] in that order (k1, k2, k3, k4, p1, p2) and ``Cameras.fisheye`` [n]
+  (OpenCV fisheye with k1..k4; radial-tangential otherwise), applied to rays (``nerflite.cameras``).
 * ``file_path`` relative to the json's folder, with or without extension (``./images/x.png``,
   ``images/x``); ``mask_path`` likewise (all frames or none).
 * ``transform_matrix``: camera-to-world in OpenGL axes (x right, y up, z back), converted once to
@@ -31,14 +30,14 @@ lands at ``ngp = perm(x) * scale + offset`` (``perm``: (x, y, z) -> (y, z, x); d
 by ``aabb_scale`` about its centre. So the object sphere is the cube's inscribed sphere (centre
 ``perm^-1((0.5 - offset) / scale)``, radius ``0.5 / scale`` file units) and the scene box is
 ``[-aabb_scale, aabb_scale]^3`` in scene units (``metadata["aabb"]``, for models that contract or
-grid the background). Other files are centred on the point the cameras look at (when nearly
-all face one; else their centroid), with radius half the nearest camera distance. Bounds: near =
+grid the background). Other files are moved as the COLMAP parser moves a 360-degree capture
+without sparse points (``colmap.normalisation``): the point the cameras look at becomes the
+origin, their mean up axis +z, and the radius half the nearest camera distance. Bounds: near =
 nearest camera distance - 1 (at least 0.05), far = farthest camera distance + 1 (scene units).
 """
 
 from __future__ import annotations
 
-from dataclasses import fields, replace
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -46,9 +45,10 @@ import numpy as np
 import torch
 
 from nerflite.camera_paths import orbit_from_cameras
-from nerflite.cameras import Cameras, opengl_to_opencv
+from nerflite.cameras import opengl_to_opencv
 from nerflite.data.images import image_size
-from nerflite.data.parsers.blender import capture_center, frame_intrinsics, frame_pose, read_transforms, resolve_image
+from nerflite.data.parsers.blender import frame_intrinsics, frame_pose, read_transforms, resolve_image
+from nerflite.data.parsers.colmap import apply_similarity, normalisation
 from nerflite.data.parsers.common import clean_rotations, holdout_splits, make_cameras, scaled_size
 from nerflite.data.scene import DatasetError, Scene
 
@@ -115,22 +115,22 @@ def split_lists(meta: dict, keys: list[str], holdout: int, json_path: Path) -> d
     return splits
 
 
-def object_sphere(meta: dict, c2w: np.ndarray, json_path: Path) -> tuple[np.ndarray, float]:
-    """Centre [3] and radius of the sphere the object lies in, in the file's frame."""
-    if any(k in meta for k in NGP_KEYS):
-        try:
-            scale = float(meta.get("scale", NGP_SCALE))
-            offset = np.broadcast_to(np.asarray(meta.get("offset", NGP_OFFSET), np.float64), (3,))
-        except (TypeError, ValueError):
-            raise DatasetError(json_path, "'scale' / 'offset' are not numbers") from None
-        if not (np.isfinite(scale) and scale > 0 and np.isfinite(offset).all()):
-            raise DatasetError(json_path, f"'scale' must be a positive number, got {meta.get('scale')}")
-        c = (0.5 - offset) / scale  # in instant-ngp's axes (y, z, x of the file)
-        return np.array([c[2], c[0], c[1]]), 0.5 / scale
-    center = capture_center(c2w)
-    if not center.any():
-        center = c2w[:, :, 3].mean(0)
-    return center, float(np.linalg.norm(c2w[:, :, 3] - center, axis=-1).min()) / 2.0
+def scene_from_world(meta: dict, c2w: np.ndarray, json_path: Path) -> np.ndarray:
+    """4x4 similarity from the file's frame into the scene frame (object in the unit sphere)."""
+    if not any(k in meta for k in NGP_KEYS):  # as the COLMAP parser moves a 360-degree capture without points
+        return normalisation(c2w, np.zeros((0, 3)), forward=False, bd_factor=1.0, notes=[])
+    try:
+        scale = float(meta.get("scale", NGP_SCALE))
+        offset = np.broadcast_to(np.asarray(meta.get("offset", NGP_OFFSET), np.float64), (3,))
+    except (TypeError, ValueError):
+        raise DatasetError(json_path, "'scale' / 'offset' are not numbers") from None
+    if not (np.isfinite(scale) and scale > 0 and np.isfinite(offset).all()):
+        raise DatasetError(json_path, f"'scale' must be a positive number, got {meta.get('scale')}")
+    c = (0.5 - offset) / scale  # the cube's centre in instant-ngp's axes (y, z, x of the file)
+    m = np.eye(4) * (2.0 * scale)  # half side 0.5 / scale -> 1
+    m[:3, 3] = -np.array([c[2], c[0], c[1]]) * 2.0 * scale
+    m[3, 3] = 1.0
+    return m
 
 
 def _aabb_scale(meta: dict, json_path: Path) -> float | None:
@@ -143,14 +143,6 @@ def _aabb_scale(meta: dict, json_path: Path) -> float | None:
     if not (np.isfinite(value) and value >= 1):
         raise DatasetError(json_path, f"'aabb_scale' must be a number >= 1, got {meta['aabb_scale']!r}")
     return value
-
-
-def with_distortion(cams: Cameras, distortion: np.ndarray, fisheye: np.ndarray) -> Cameras:
-    """The cameras with their lens model attached (``fisheye`` where Cameras has that field)."""
-    extra = {"distortion": torch.as_tensor(distortion, dtype=torch.float32)}  # [n, 6]
-    if "fisheye" in {f.name for f in fields(Cameras)}:
-        extra["fisheye"] = torch.as_tensor(fisheye, dtype=torch.bool)  # [n]
-    return replace(cams, **extra)
 
 
 def load_transforms(cfg: DatasetConfig) -> Scene:
@@ -195,18 +187,14 @@ def load_transforms(cfg: DatasetConfig) -> Scene:
 
     c2w = clean_rotations(np.stack(poses), json_path, notes)  # [n, 3, 4] OpenGL
     c2w = opengl_to_opencv(torch.from_numpy(c2w)).numpy()  # [n, 3, 4] the one axis conversion
-    center, radius = object_sphere(meta, c2w, json_path)
-    if not radius > 0:
-        raise DatasetError(json_path, "cameras coincide: cannot size the scene")
-    c2w[:, :, 3] = (c2w[:, :, 3] - center) / radius  # scene frame: object in the unit sphere
-    world_from_scene = np.eye(4)
-    world_from_scene[:3, :3] *= radius
-    world_from_scene[:3, 3] = center
+    move = scene_from_world(meta, c2w, json_path)
+    c2w = apply_similarity(move, c2w)  # [n, 3, 4] scene frame: object in the unit sphere
+    world_from_scene = np.linalg.inv(move)
     dist_c = np.linalg.norm(c2w[:, :, 3], axis=-1)  # [n]
     aabb_scale = _aabb_scale(meta, json_path)
-    cams = make_cameras(fx, fy, cx, cy, widths, heights, c2w)
-    if np.any(dist):
-        cams = with_distortion(cams, np.asarray(dist), np.asarray(fisheye))
+    lens = np.any(dist) or any(fisheye)
+    cams = make_cameras(fx, fy, cx, cy, widths, heights, c2w, np.asarray(dist) if lens else None,
+                        np.asarray(fisheye) if lens else None)
     background = (1.0, 1.0, 1.0) if cfg.background is None else tuple(float(c) for c in cfg.background)
     return Scene(
         format="transforms",

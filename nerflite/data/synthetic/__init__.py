@@ -19,7 +19,7 @@ from __future__ import annotations
 import math
 import shutil
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import numpy as np
@@ -64,7 +64,7 @@ class Similarity:
         c2w = cams.c2w.double()
         R = self.rotation @ c2w[:, :, :3]
         t = self.points(c2w[:, :, 3])
-        return Cameras(cams.fx, cams.fy, cams.cx, cams.cy, cams.width, cams.height, torch.cat([R, t[:, :, None]], -1))
+        return replace(cams, c2w=torch.cat([R, t[:, :, None]], -1))
 
     def matrix(self) -> np.ndarray:
         m = np.eye(4)

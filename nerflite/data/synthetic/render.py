@@ -8,7 +8,7 @@ convert cameras into the file formats.
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import torch
 from torch import Tensor
@@ -123,7 +123,8 @@ def _with_dtype(cameras: Cameras, dtype: torch.dtype) -> Cameras:
     """The same cameras with floating fields in ``dtype`` (which sets the tracing precision)."""
     c = cameras
     f = lambda t: t.to(dtype)  # noqa: E731
-    return Cameras(f(c.fx), f(c.fy), f(c.cx), f(c.cy), c.width, c.height, f(c.c2w))
+    dist = None if c.distortion is None else f(c.distortion)
+    return replace(c, fx=f(c.fx), fy=f(c.fy), cx=f(c.cx), cy=f(c.cy), c2w=f(c.c2w), distortion=dist)
 
 
 @dataclass
