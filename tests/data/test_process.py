@@ -4,16 +4,24 @@ alignment. Video round trip, blur selection and the errors a user meets."""
 
 from __future__ import annotations
 
+import contextlib
+import io
 import json
+import math
 from pathlib import Path
 
 import cv2
 import imageio.v3 as iio
 import numpy as np
 import pytest
+import torch
 
+from nerflite.data.inspect import main as inspect_main
+from nerflite.data.parsers import load_scene
 from nerflite.data.process import frames
 from nerflite.data.process.__main__ import main
+from nerflite.engine.trainer import train
+from tests.app.helpers import TINY_NERF, TINY_RUN, compose_config
 from tests.data.process_capture import render_capture
 
 pycolmap = pytest.importorskip("pycolmap")
@@ -59,12 +67,20 @@ def run(capsys, *args) -> tuple[int, str, str]:
     return code, out, err
 
 
-def check_capture(tmp_path, capsys, views, size, *extra):
-    cams, names = render_capture(tmp_path / "photos", views=views, size=size)
-    out = tmp_path / "dataset"
-    code, text, err = run(capsys, tmp_path / "photos", "--out", out, "--json", "--threads", "2", *extra)
-    assert code == 0, err
-    summary = json.loads(text.strip().splitlines()[-1])
+def process_capture(root: Path, views: int, size: int, *extra) -> tuple:
+    """Render the capture, run the command line on it: (true cameras, names, dataset, summary, text)."""
+    cams, names = render_capture(root / "photos", views=views, size=size)
+    out = root / "dataset"
+    buf, err = io.StringIO(), io.StringIO()
+    with contextlib.redirect_stdout(buf), contextlib.redirect_stderr(err):
+        code = main([str(root / "photos"), "--out", str(out), "--json", "--threads", "2", *map(str, extra)])
+    assert code == 0, err.getvalue()
+    text = buf.getvalue()
+    return cams, names, out, json.loads(text.strip().splitlines()[-1]), text
+
+
+def check_capture(processed, views, size):
+    cams, names, out, summary, text = processed
     assert f"registered  {views} / {views} images" in text and "[sfm 3/3] incremental mapping" in text
     assert summary["registered"] == views and summary["mean_reprojection_error_px"] < 1.0
     rot, pos, n = pose_errors(out / "sparse" / "0", names, cams.c2w.double().numpy())
@@ -73,20 +89,50 @@ def check_capture(tmp_path, capsys, views, size, *extra):
         img = cv2.imread(str(out / f"images_{f}" / names[0]))
         assert img.shape[:2] == (round(size / f),) * 2
     assert sorted(p.name for p in (out / "images").iterdir()) == names
-    return summary, rot, pos
+    return summary
 
 
-def test_process_recovers_known_cameras(tmp_path, capsys):
+@pytest.fixture(scope="module")
+def processed(tmp_path_factory):
+    return process_capture(tmp_path_factory.mktemp("capture"), 20, 192)
+
+
+def test_process_recovers_known_cameras(processed):
     """20 photos at 192 px: every view registered, cameras within 1 degree and 1% of the rig."""
-    summary, rot, pos = check_capture(tmp_path, capsys, 20, 192)
+    summary = check_capture(processed, 20, 192)
     assert summary["camera_model"] == "SIMPLE_RADIAL" and summary["cameras"] == 1
     assert set(summary["seconds"]) == {"frames", "features", "matching", "mapping", "downscale"}
 
 
+def test_processed_folder_inspects_and_trains(processed, tmp_path, capsys):
+    """The output needs no other step: detected as COLMAP, parsed with the recovered cameras,
+    inspected, and trained by the default config given only dataset.path."""
+    cams, names, out, _, _ = processed
+    scene = load_scene(out)
+    assert scene.format == "colmap" and [p.name for p in scene.image_paths] == names
+    c2w_true = cams.c2w.double().numpy()
+    s, R, t = umeyama(scene.cameras.c2w[:, :, 3].double().numpy(), c2w_true[:, :, 3])
+    rel = np.einsum("nji,jk,nkl->nil", c2w_true[:, :, :3], R, scene.cameras.c2w[:, :, :3].double().numpy())
+    angle = np.degrees(np.arccos(np.clip((np.trace(rel, axis1=1, axis2=2) - 1) / 2, -1, 1)))
+    assert angle.max() < 1.0
+    assert inspect_main([str(out), "--json"]) == 0
+    rec = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+    assert rec["format"] == "colmap" and rec["n_views"] == 20
+    cfg = compose_config([f"dataset.path={out}", "dataset.downscale=4", f"output_root={tmp_path / 'outputs'}",
+                          *TINY_NERF, *TINY_RUN])
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)  # a tiny model on a shared box
+    try:
+        result = train(cfg)
+    finally:
+        torch.set_num_threads(threads)
+    assert result.step == 6 and all(math.isfinite(v) for v in result.losses)
+
+
 @pytest.mark.slow
-def test_process_recovers_known_cameras_undistorted_opencv(tmp_path, capsys):
+def test_process_recovers_known_cameras_undistorted_opencv(tmp_path):
     """32 photos at 256 px, OPENCV camera, undistorted output (pinhole model, originals kept)."""
-    summary, rot, pos = check_capture(tmp_path, capsys, 32, 256, "--camera-model", "OPENCV", "--undistort")
+    check_capture(process_capture(tmp_path, 32, 256, "--camera-model", "OPENCV", "--undistort"), 32, 256)
     rec = pycolmap.Reconstruction(tmp_path / "dataset" / "sparse" / "0")
     assert {c.model_name for c in rec.cameras.values()} == {"PINHOLE"}
     assert (tmp_path / "dataset" / "colmap" / "distorted" / "images").is_dir()

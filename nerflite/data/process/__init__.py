@@ -136,7 +136,7 @@ def describe(summary: dict) -> str:
         "time        " + ", ".join(f"{k} {v:.1f} s" for k, v in s["seconds"].items()),
         f"dataset     {s['out']} (COLMAP layout: images/, images_2|4|8/, sparse/0/)",
         f"next        python -m nerflite.data.inspect {s['out']}",
-        f"            python train.py dataset.format=colmap dataset.path={s['out']}",
+        f"            python train.py dataset.path={s['out']}",
     ]
     if s["models_found"] > 1:
         lines.insert(1, f"WARNING     COLMAP found {s['models_found']} separate models; the largest is kept")
