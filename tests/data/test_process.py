@@ -138,6 +138,28 @@ def test_process_recovers_known_cameras_undistorted_opencv(tmp_path):
     assert (tmp_path / "dataset" / "colmap" / "distorted" / "images").is_dir()
 
 
+@pytest.mark.slow
+def test_process_video_keeps_sharp_frames_and_recovers_cameras(tmp_path, capsys):
+    """A phone-style video: each of 24 views of the orbit followed by two blurred copies, as an
+    MP4; --frames 24 keeps the sharp copy of every view, sequential matching, one camera."""
+    cams, names = render_capture(tmp_path / "views", views=24, size=192)
+    clip = []
+    for name in names:
+        img = cv2.cvtColor(cv2.imread(str(tmp_path / "views" / name)), cv2.COLOR_BGR2RGB)
+        clip += [img, cv2.GaussianBlur(img, (0, 0), 2.0), cv2.GaussianBlur(img, (0, 0), 3.0)]
+    iio.imwrite(tmp_path / "orbit.mp4", np.stack(clip), fps=24, plugin="FFMPEG", quality=9)
+    out = tmp_path / "dataset"
+    code, text, err = run(capsys, tmp_path / "orbit.mp4", "--out", out, "--frames", 24, "--json", "--threads", 2)
+    assert code == 0, err
+    summary = json.loads(text.strip().splitlines()[-1])
+    assert "[frames] 24 of 72 video frames" in text and "sequential matching" in text
+    frame_names = [f"frame_{3 * k:05d}.png" for k in range(24)]  # the sharp copies
+    assert sorted(p.name for p in (out / "images").iterdir()) == frame_names
+    assert summary["registered"] == 24 and summary["cameras"] == 1
+    rot, pos, n = pose_errors(out / "sparse" / "0", frame_names, cams.c2w.double().numpy())
+    assert n == 24 and rot < 1.0 and pos < 0.01, (rot, pos)
+
+
 # ----------------------------------------------------------------------------- frames
 
 
