@@ -21,13 +21,14 @@ from nerflite.data.scene import DatasetError
 
 MIN_IMAGES = 3  # fewer views cannot be reconstructed (two only up to an unknown scale, and barely)
 SHOW_UNREGISTERED = 5  # unregistered images named in the summary
+VIDEO_FRAMES = 150  # frames kept from a video when --frames is not given
 
 
 @dataclass
 class ProcessConfig:
     input: str  # a folder of photos or a video file
     out: str  # the dataset folder to write (must be empty or absent, unless overwrite)
-    frames: int | None = None  # keep this many views (evenly spread, sharpest of each segment); None: all
+    frames: int | None = None  # keep this many views (evenly spread, sharpest per segment); None: all photos, 150 of a video
     camera_model: str = "SIMPLE_RADIAL"  # COLMAP camera model (SIMPLE_RADIAL, OPENCV, OPENCV_FISHEYE, ...)
     single_camera: bool = True  # one camera for all photos (always for a video); False: per image size / EXIF
     matcher: str = "auto"  # auto (exhaustive up to 120 images, else sequential) | exhaustive | sequential
@@ -54,10 +55,10 @@ def _read_input(cfg: ProcessConfig, say: Callable[[str], None]):
     if not frames.is_video(src):
         raise DatasetError(src, f"not a folder of photos or a video file ({', '.join(frames.VIDEO_EXTENSIONS)})")
     total = frames.video_frame_count(src)
-    picked = frames.video_frames(src, cfg.frames)
+    picked = frames.video_frames(src, VIDEO_FRAMES if cfg.frames is None else cfg.frames)
     if len(picked) < MIN_IMAGES:
         raise DatasetError(src, f"only {len(picked)} frame(s): structure from motion needs at least {MIN_IMAGES}")
-    say(f"[frames] {len(picked)} of {total} video frames" + (" (sharpest of each segment)" if cfg.frames else ""))
+    say(f"[frames] {len(picked)} of {total} video frames" + (" (sharpest of each segment)" if len(picked) < total else ""))
     return "video", picked
 
 

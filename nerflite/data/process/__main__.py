@@ -20,8 +20,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("input", help="a folder of photos or a video file")
     parser.add_argument("--out", required=True, help="dataset folder to write (empty or absent)")
     parser.add_argument("--frames", type=int, default=None,
-                        help="keep N views, evenly spread, the sharpest of each segment (default: all photos; "
-                             "set it for a video)")
+                        help="keep N views, evenly spread, the sharpest of each segment (default: all photos, "
+                             "150 frames of a video)")
     parser.add_argument("--camera-model", default="SIMPLE_RADIAL", choices=CAMERA_MODELS)
     parser.add_argument("--multi-camera", action="store_true",
                         help="photos from several cameras: one camera per image size / EXIF (default: one for all)")

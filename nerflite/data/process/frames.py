@@ -103,15 +103,21 @@ def _iter_video(path: Path) -> Iterator[np.ndarray]:
 def video_frames(path: Path, n_keep: int | None) -> list[tuple[int, np.ndarray]]:
     """(frame index, uint8 [H, W, 3]) of ``n_keep`` frames spread over the video (every frame when
     None): ``CANDIDATES_PER_FRAME`` evenly spaced candidates per kept frame, the sharpest of each
-    group kept. One decoding pass; only candidates are held in memory."""
+    group kept. One decoding pass holding one frame per group (the sharpest so far)."""
     total = video_frame_count(path)
     n_cand = total if n_keep is None else min(total, n_keep * CANDIDATES_PER_FRAME)
-    wanted = set(np.linspace(0, total - 1, n_cand).round().astype(int).tolist())
-    cand: list[tuple[int, np.ndarray]] = []
+    wanted = np.linspace(0, total - 1, n_cand).round().astype(int)
+    groups = segments(len(wanted), n_cand if n_keep is None else min(n_keep, n_cand))
+    group_of = {int(wanted[k]): g for g, seg in enumerate(groups) for k in seg}  # frame index -> group
+    best: dict[int, tuple[float, int, np.ndarray]] = {}
     for i, frame in enumerate(_iter_video(path)):
-        if i in wanted:
-            cand.append((i, np.ascontiguousarray(frame[..., :3])))
-    if not cand:
+        g = group_of.get(i)
+        if g is None:
+            continue
+        rgb = np.ascontiguousarray(frame[..., :3])
+        score = sharpness(rgb)
+        if g not in best or score > best[g][0]:
+            best[g] = (score, i, rgb)
+    if not best:
         raise DatasetError(path, "no frame could be decoded from the video")
-    keep = select_sharp([sharpness(f) for _, f in cand], n_keep)
-    return [cand[i] for i in keep]
+    return [(i, rgb) for _, i, rgb in (best[g] for g in sorted(best))]

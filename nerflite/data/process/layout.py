@@ -90,12 +90,12 @@ def install_model(reconstruction, out: Path) -> Path:
 
 def install_undistorted(undistorted: Path, out: Path) -> None:
     """Make COLMAP's undistorted images and model the dataset; keep the originals in colmap/distorted."""
+    import pycolmap
+
     keep = out / "colmap" / "distorted"
     keep.mkdir(parents=True, exist_ok=True)
     shutil.move(str(out / "images"), str(keep / "images"))
     shutil.move(str(out / "sparse" / "0"), str(keep / "sparse"))
     shutil.move(str(undistorted / "images"), str(out / "images"))
-    import pycolmap
-
     install_model(pycolmap.Reconstruction(undistorted / "sparse"), out)
     shutil.rmtree(undistorted)
