@@ -174,3 +174,18 @@ def test_blender_split_files_stay_blender(synthetic, tmp_path):
     capture(synthetic, tmp_path, "ngp")
     scene = load_scene(tmp_path, format="blender")
     assert scene.format == "blender" and np.array_equal(scene.metadata["world_from_scene"], np.eye(4))
+
+
+@pytest.mark.parametrize("model", ["nerf", "neus"])
+def test_dataset_config_group(synthetic, tmp_path, model):
+    """`dataset=transforms` composes with each model and its preset, and builds the scene."""
+    from nerflite.engine.setup import build_scene
+    from tests.app.helpers import compose_config
+
+    images = capture(synthetic, tmp_path, "ngp")
+    (tmp_path / images[0]).unlink()
+    cfg = compose_config(["dataset=transforms", f"dataset.path={tmp_path}", "dataset.skip_missing=true",
+                          f"model={model}"])
+    assert cfg.name == f"transforms_{model}"
+    scene = build_scene(cfg.dataset)
+    assert scene.format == "transforms" and len(scene) == VIEWS - 1
