@@ -181,25 +181,32 @@ def pixel_directions(cameras: Cameras, cam_idx: Tensor, y: Tensor, x: Tensor) ->
     v = (y - cameras.cy[cam_idx]) / cameras.fy[cam_idx]  # [n]
     if not cameras.has_lens:
         return torch.stack([u, v, torch.ones_like(u)], dim=-1)  # [n, 3]
-    dist, fish = cameras.lens()
-    return undistort(torch.stack([u, v], -1), dist[cam_idx], fish[cam_idx])
+    dist, fish = _lens_rows(cameras, cam_idx)
+    return undistort(torch.stack([u, v], -1), dist, fish)
 
 
-def _radtan(uv: Tensor, k: Tensor) -> tuple[Tensor, Tensor]:
-    """Radial-tangential distortion of normalised ``uv`` [n, 2] and its Jacobian [n, 2, 2]."""
-    u, v = uv.unbind(-1)
-    k1, k2, k3, _, p1, p2 = k.unbind(-1)
+def _lens_rows(cameras: Cameras, cam_idx: Tensor) -> tuple[Tensor, Tensor | None]:
+    """``distortion`` [n, 6] (zeros where None) and ``fisheye`` [n] (None: no fisheye view) of rows ``cam_idx``."""
+    if cameras.distortion is None:
+        dist = torch.zeros(cam_idx.shape[0], N_DISTORTION, dtype=cameras.fx.dtype, device=cam_idx.device)
+    else:
+        dist = cameras.distortion[cam_idx].to(cameras.fx.dtype)
+    return dist, None if cameras.fisheye is None else cameras.fisheye[cam_idx]
+
+
+def _radtan(u: Tensor, v: Tensor, k: Tensor) -> tuple[Tensor, ...]:
+    """Radial-tangential distortion of normalised ``u, v`` [n]: ``u_d, v_d`` and the Jacobian
+    entries ``d u_d / d u``, ``d u_d / d v`` (= ``d v_d / d u``), ``d v_d / d v``."""
+    k1, k2, k3, p1, p2 = k[:, 0], k[:, 1], k[:, 2], k[:, 4], k[:, 5]
     r2 = u * u + v * v
     radial = 1 + r2 * (k1 + r2 * (k2 + r2 * k3))
     dradial = k1 + r2 * (2 * k2 + 3 * k3 * r2)  # d radial / d r2
     ud = u * radial + 2 * p1 * u * v + p2 * (r2 + 2 * u * u)
     vd = v * radial + p1 * (r2 + 2 * v * v) + 2 * p2 * u * v
-    cross = 2 * u * v * dradial + 2 * p1 * u + 2 * p2 * v  # d ud / dv == d vd / du
-    jac = torch.stack([
-        torch.stack([radial + 2 * u * u * dradial + 2 * p1 * v + 6 * p2 * u, cross], -1),
-        torch.stack([cross, radial + 2 * v * v * dradial + 6 * p1 * v + 2 * p2 * u], -1),
-    ], -2)  # [n, 2, 2]
-    return torch.stack([ud, vd], -1), jac
+    j_uu = radial + 2 * u * u * dradial + 2 * p1 * v + 6 * p2 * u
+    j_uv = 2 * u * v * dradial + 2 * p1 * u + 2 * p2 * v
+    j_vv = radial + 2 * v * v * dradial + 6 * p1 * v + 2 * p2 * u
+    return ud, vd, j_uu, j_uv, j_vv
 
 
 def _theta_poly(theta: Tensor, k: Tensor) -> tuple[Tensor, Tensor]:
@@ -211,32 +218,39 @@ def _theta_poly(theta: Tensor, k: Tensor) -> tuple[Tensor, Tensor]:
     return theta * poly, dpoly
 
 
-def distort(p_cam: Tensor, dist: Tensor, fisheye: Tensor) -> Tensor:
-    """Distorted normalised coordinates [n, 2] of camera-space points ``p_cam`` [n, 3] (module docstring)."""
+def distort(p_cam: Tensor, dist: Tensor, fisheye: Tensor | None) -> Tensor:
+    """Distorted normalised coordinates [n, 2] of camera-space points ``p_cam`` [n, 3] (module
+    docstring); ``dist`` [n, 6], ``fisheye`` [n] bool or None (no fisheye view)."""
     x, y, z = p_cam.unbind(-1)
-    uv_rt, _ = _radtan(torch.stack([x / z, y / z], -1), dist)  # [n, 2]
+    ud, vd = _radtan(x / z, y / z, dist)[:2]
+    out = torch.stack([ud, vd], -1)  # [n, 2]
+    if fisheye is None:
+        return out
     r = torch.sqrt(x * x + y * y)
     theta_d, _ = _theta_poly(torch.atan2(r, z), dist)
     scale = torch.where(r > 0, theta_d / r.clamp_min(1e-30), 1.0 / z)  # theta_d / r -> 1 / z on the axis
-    return torch.where(fisheye[:, None], torch.stack([x, y], -1) * scale[:, None], uv_rt)
+    return torch.where(fisheye[:, None], torch.stack([x, y], -1) * scale[:, None], out)
 
 
-def undistort(uv_d: Tensor, dist: Tensor, fisheye: Tensor, iterations: int = LENS_ITERATIONS) -> Tensor:
+def undistort(uv_d: Tensor, dist: Tensor, fisheye: Tensor | None, iterations: int = LENS_ITERATIONS) -> Tensor:
     """Camera-space directions [n, 3] that ``distort`` maps to ``uv_d`` [n, 2] (see ``pixel_directions``).
 
     Newton's method from ``uv = uv_d``, a fixed number of steps with no data-dependent control flow.
     """
-    uv = uv_d.clone()
+    u0, v0 = uv_d[:, 0], uv_d[:, 1]
+    u, v = u0, v0
     for _ in range(iterations):
-        f, jac = _radtan(uv, dist)
-        a, b, c, d = jac[:, 0, 0], jac[:, 0, 1], jac[:, 1, 0], jac[:, 1, 1]
-        det = a * d - b * c
+        ud, vd, a, b, d = _radtan(u, v, dist)
+        det = a * d - b * b
         det = torch.where(det.abs() < 1e-12, torch.full_like(det, 1e-12), det)
-        ex, ey = (f - uv_d).unbind(-1)
-        uv = uv - torch.stack([d * ex - b * ey, a * ey - c * ex], -1) / det[:, None]
-    rect = torch.cat([uv, torch.ones_like(uv[:, :1])], -1)  # [n, 3]
+        ex, ey = ud - u0, vd - v0
+        u, v = u - (d * ex - b * ey) / det, v - (a * ey - b * ex) / det
+    ok = torch.isfinite(u) & torch.isfinite(v)  # a lens that folds over: keep rays finite
+    rect = torch.stack([torch.where(ok, u, u0), torch.where(ok, v, v0), torch.ones_like(u)], -1)  # [n, 3]
+    if fisheye is None:
+        return rect
     theta_d = torch.linalg.norm(uv_d, dim=-1)  # [n]
-    theta = theta_d.clone()
+    theta = theta_d
     for _ in range(iterations):
         g, dg = _theta_poly(theta, dist)
         theta = (theta - (g - theta_d) / torch.where(dg.abs() < 1e-12, torch.ones_like(dg), dg)).clamp(0.0, math.pi)
@@ -288,8 +302,7 @@ def project(cameras: Cameras, cam_idx: Tensor, points: Tensor) -> tuple[Tensor, 
     p_cam = torch.einsum("nji,nj->ni", R, points - t)  # R^T (p - t)   [n, 3]
     z = p_cam[:, 2]
     if cameras.has_lens:
-        dist, fish = cameras.lens()
-        u, v = distort(p_cam, dist[cam_idx], fish[cam_idx]).unbind(-1)
+        u, v = distort(p_cam, *_lens_rows(cameras, cam_idx)).unbind(-1)
     else:
         u, v = p_cam[:, 0] / z, p_cam[:, 1] / z
     x = cameras.fx[cam_idx] * u + cameras.cx[cam_idx]

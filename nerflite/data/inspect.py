@@ -180,9 +180,28 @@ def summarize(scene: Scene, images: list[Decoded], masks: list[Decoded] | None, 
         "file_width": images[0].width,
         "file_height": images[0].height,
         "channels": images[0].channels,
+        "distortion": scene.cameras.has_lens,
+        **({"colmap": scene.metadata["colmap"]} if "colmap" in scene.metadata else {}),
         "warnings": warnings,
         "skipped": list(scene.metadata.get("skipped", [])),  # frames listed without an image (skip_missing)
     }
+
+
+def _colmap_lines(info: dict | None, most: int = 8) -> list[str]:
+    """COLMAP specifics: registration, the model's cameras with their lens parameters."""
+    if info is None:
+        return []
+    from nerflite.data.parsers.colmap_io import PARAM_NAMES
+
+    kind = "forward-facing" if info["forward_facing"] else "360-degree"
+    lines = [f"registered  {info['registered']} of {info['image_files']} image files ({info['model']}, "
+             f"{info['format']}); {info['points']} sparse points ({info['inlier_points']} inliers); {kind} capture"]
+    for c in info["cameras"][:most]:
+        params = " ".join(f"{k} {v:.4g}" for k, v in zip(PARAM_NAMES[c["model"]], c["params"]))
+        lines.append(f"cam id {c['id']:<4} {c['model']} {c['width']}x{c['height']} ({c['images']} images): {params}")
+    if len(info["cameras"]) > most:
+        lines.append(f"            ... {len(info['cameras']) - most} more cameras")
+    return lines
 
 
 def human(scene: Scene, rec: dict, images: list[Decoded], masks: list[Decoded] | None, seconds: float) -> str:
@@ -212,6 +231,7 @@ def human(scene: Scene, rec: dict, images: list[Decoded], masks: list[Decoded] |
         f"camera 0    fx {rec['fx']:.2f}  fy {rec['fy']:.2f}  cx {rec['cx']:.2f}  cy {rec['cy']:.2f}  "
         f"({rec['width']}x{rec['height']}, horizontal field of view {hfov:.1f} deg)",
         f"cameras     {float(dist.min()):.3g} to {float(dist.max()):.3g} from the scene centre",
+        *_colmap_lines(rec.get("colmap")),
         f"bounds      near {scene.near:.4g}, far {scene.far:.4g}"
         + (" (NDC: rays mapped into the unit cube)" if scene.ndc else " (distances along unit rays)")
         + f"; sphere centre ({', '.join(f'{v:.3g}' for v in rec['center'])}) radius {rec['radius']:.4g}",

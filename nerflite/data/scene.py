@@ -27,7 +27,7 @@ class DatasetError(Exception):
 
 @dataclass
 class Scene:
-    format: str  # "blender" | "llff" | "neus"
+    format: str  # "blender" | "llff" | "neus" | "colmap"
     root: Path  # the dataset folder
     image_paths: list[Path]  # one per view, index i <-> cameras[i]
     cameras: Cameras  # intrinsics in pixels of the images as they are used (after downscale)

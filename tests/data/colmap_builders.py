@@ -28,8 +28,8 @@ FRAME = Similarity(2.3, _axis_angle((0.3, -1.0, 0.5), 1.1), torch.tensor([1.5, -
 LENSES = {  # name -> (COLMAP model, distortion k1 k2 k3 k4 p1 p2, fisheye)
     "pinhole": ("PINHOLE", [0.0] * 6, False),
     "simple_radial": ("SIMPLE_RADIAL", [-0.08, 0, 0, 0, 0, 0], False),
-    "opencv": ("OPENCV", [-0.12, 0.03, 0.0, 0.0, 0.002, -0.001], False),
-    "fisheye": ("OPENCV_FISHEYE", [0.06, -0.02, 0.004, -0.001, 0.0, 0.0], True),
+    "opencv": ("OPENCV", [-0.3, 0.1, 0.0, 0.0, 0.004, -0.003], False),
+    "fisheye": ("OPENCV_FISHEYE", [-0.15, 0.02, 0.004, -0.001, 0.0, 0.0], True),
 }
 FOCALS = (1.1, 0.95, 1.2, 1.0)  # focal of camera k, in image widths
 
@@ -53,7 +53,7 @@ def colmap_params(model: str, fx, fy, cx, cy, d) -> list[float]:
 
 def make_colmap(root: Path, views: int = 10, size: int = 40, lenses=("pinhole",), ext: str = ".bin",
                 file_scale: float = 1.0, unregistered: int = 0, outliers: int = 0, forward: bool = False,
-                n_points: int = 3000, seed: int = 0) -> Truth:
+                n_points: int = 3000, radius: float = 3.0, seed: int = 0) -> Truth:
     """Render and write a COLMAP dataset; views take the cameras of ``lenses`` in turn (camera k has
     lens ``lenses[k]`` and focal ``FOCALS[k]`` x width), so one lens is one shared camera."""
     gen = torch.Generator().manual_seed(seed)
@@ -62,12 +62,14 @@ def make_colmap(root: Path, views: int = 10, size: int = 40, lenses=("pinhole",)
     if forward:
         c2w = rigs.forward_facing(views, LLFF_DISTANCE, (0.45, 0.3), WALL_Y, gen)
     else:
-        c2w = rigs.orbit(views, 3.0, (10.0, 60.0), gen)
+        c2w = rigs.orbit(views, radius, (10.0, 60.0), gen)
     cam_of = [i % len(lenses) for i in range(views)]
     lens_of = [LENSES[lenses[k]] for k in cam_of]
     f = torch.tensor([FOCALS[k] * w for k in cam_of], dtype=torch.float64)
     cams = rigs.intrinsics(views, w, h, 1.0, 1.0, w / 2 + 0.7, h / 2 - 0.4, c2w)
-    cams = replace(cams, fx=f, fy=f * 1.01, distortion=torch.tensor([lz[1] for lz in lens_of], dtype=torch.float64),
+    single = torch.tensor([LENSES[lenses[k]][0].startswith("SIMPLE") for k in cam_of])  # one focal length
+    dist = torch.tensor([lz[1] for lz in lens_of], dtype=torch.float64)
+    cams = replace(cams, fx=f, fy=torch.where(single, f, f * 1.01), distortion=dist,
                    fisheye=torch.tensor([lz[2] for lz in lens_of]))
     if forward:
         parts = parts + [_llff_wall(cams)]
@@ -86,7 +88,7 @@ def make_colmap(root: Path, views: int = 10, size: int = 40, lenses=("pinhole",)
         cv2.imwrite(str(root / "images" / f"unplaced_{j:02d}.png"), rgb[j % views][..., ::-1])
 
     # points: surface samples, observed by the views where they are the first hit
-    pts, _, _ = sample_surface(parts[:3], n_points, gen)
+    pts, _, _ = sample_surface(parts, n_points, gen)  # forward-facing: the wall too
     m = len(pts)
     keypoints: list[list[tuple[float, float, int]]] = [[] for _ in range(views)]
     tracks: list[list[tuple[int, int]]] = [[] for _ in range(m)]

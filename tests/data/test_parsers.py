@@ -397,7 +397,7 @@ def test_detect_format_and_bad_folders(tmp_path):
     with pytest.raises(DatasetError, match="cannot tell the dataset format"):
         load_scene(DatasetConfig(path=str(tmp_path / "empty")))
     with pytest.raises(DatasetError, match="unknown dataset format"):
-        load_scene(DatasetConfig(path=str(tmp_path / "b"), format="mvs"))
+        load_scene(DatasetConfig(path=str(tmp_path / "b"), format="mitsuba"))
 
 
 def test_dataset_config_is_a_structured_config():

@@ -52,8 +52,9 @@ def detect_format(path: str | Path, cameras_file: str = "cameras_sphere.npz") ->
         return "llff"
     if any((root / name).is_file() for name in (cameras_file, "cameras_sphere.npz", "cameras.npz")):
         return "neus"
-    if (root / "images").is_dir() and any((d / "cameras.bin").is_file() or (d / "cameras.txt").is_file()
-                                          for d in [root / "sparse", *(root / "sparse").glob("*")]):
+    from nerflite.data.parsers.colmap import probe as probe_colmap
+
+    if all(probe_colmap(root)):  # images/ + sparse/0/ (or sparse/) with a COLMAP model
         return "colmap"
     raise DatasetError(
         root,

@@ -7,37 +7,27 @@ view has its own intrinsics (several cameras per model are fine), scaled to the 
 files actually read (people downscale photos after SfM) and by ``downscale``. Lens distortion is
 kept (``nerflite.cameras``: rays are distorted, images never resampled).
 
-Conversion into nerflite's frame (``metadata["world_from_scene"]`` maps back to COLMAP's world):
-1. COLMAP poses are world-to-camera with OpenCV axes already: ``c2w = [R^T | -R^T t]``
-   (``colmap_c2w``, the one conversion).
-2. Inlier points: sparse points inside the per-axis [1st, 99th] percentile box, so stray
-   far-away or near-camera points do not move the frame.
-3. Forward-facing captures (every camera within 45 degrees of the mean viewing direction and 95%
-   of the inlier points in front of the mean camera, unless ``spherify``): the mean camera becomes
-   the identity looking down -z (as LLFF), then the scale puts the nearest view bound at
-   ``1 / bd_factor``; NDC when ``ndc``.
-   360-degree captures: the point nearest all optical axes (else the median point) becomes the
-   origin, the mean camera up axis +z, and the scale makes the content radius 1 (the 99th
-   percentile inlier distance from the origin, at most 0.9 x the nearest camera's distance).
-4. Per-view bounds: the 1st and 99th percentiles of the distances (and z-depths) of the inlier
-   points each image observes, times 0.9 and 1.1; ``near``/``far`` are their extremes (360:
-   widened to cover the unit sphere). Without points they are guessed from the camera spread.
+Poses: COLMAP stores world-to-camera transforms with OpenCV axes already, so
+``c2w = [R^T | -R^T t]`` (``colmap_c2w``, the one conversion). The scene frame, bounds and the
+forward-facing / 360 choice come from ``colmap_frame`` (documented there);
+``metadata["world_from_scene"]`` maps scene coordinates back to COLMAP's world.
 """
 
 from __future__ import annotations
 
+from dataclasses import replace
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 import numpy as np
 import torch
 
-from nerflite.camera_paths import focus_depth_from_bounds, orbit_from_cameras, spiral_path
-from nerflite.cameras import N_DISTORTION
+from nerflite.cameras import N_DISTORTION, Cameras, generate_rays, project
 from nerflite.data.images import image_size
 from nerflite.data.parsers import colmap_io as cio
+from nerflite.data.parsers.colmap_frame import apply_similarity, frame_scene, normalisation
 from nerflite.data.parsers.common import (
-    IMAGE_EXTENSIONS, focus_point, holdout_splits, make_cameras, natural_key, normalize, scaled_size,
+    IMAGE_EXTENSIONS, holdout_splits, make_cameras, natural_key, scaled_size,
 )
 from nerflite.data.parsers.llff import NDC_NEAR_PLANE, choose_folder
 from nerflite.data.scene import DatasetError, Scene
@@ -47,8 +37,18 @@ if TYPE_CHECKING:
 
 SUPPORTED = ("SIMPLE_PINHOLE", "PINHOLE", "SIMPLE_RADIAL", "RADIAL", "OPENCV", "OPENCV_FISHEYE",
              "FULL_OPENCV", "SIMPLE_RADIAL_FISHEYE", "RADIAL_FISHEYE")  # FULL_OPENCV only with k4 = k5 = k6 = 0
-FORWARD_COS = np.cos(np.radians(45.0))  # forward-facing: every view within this of the mean direction
 MIN_REGISTERED = 0.8  # warn when fewer image files than this are registered
+
+
+def probe(root: Path) -> tuple[bool, bool]:
+    """(a model under ``sparse/``, an image folder) for format detection. LLFF releases ship the
+    COLMAP model their ``poses_bounds.npy`` was made from: there the model does not count (LLFF
+    wins; ``dataset.format=colmap`` reads the model instead)."""
+    sparse = root / "sparse"
+    if (root / "poses_bounds.npy").is_file() or not sparse.is_dir():
+        return False, False
+    model = bool(cio.model_extension(sparse)) or any(d.is_dir() and cio.model_extension(d) for d in sparse.iterdir())
+    return model, (root / "images").is_dir() or any(d.is_dir() for d in root.glob("images_*"))
 
 
 def find_model(root: Path, notes: list[str]) -> Path:
@@ -99,35 +99,8 @@ def colmap_c2w(qvec: np.ndarray, tvec: np.ndarray) -> np.ndarray:
     return np.concatenate([Rt, -Rt @ tvec[:, :, None]], axis=2)
 
 
-def apply_similarity(m: np.ndarray, c2w: np.ndarray) -> np.ndarray:
-    """Move camera-to-worlds [n, 3, 4] by a similarity ``m`` (4x4, uniform scale)."""
-    rot = m[:3, :3] / np.cbrt(np.linalg.det(m[:3, :3]))
-    return np.concatenate([rot @ c2w[:, :, :3], m[:3, :3] @ c2w[:, :, 3:] + m[:3, 3:]], axis=2)
-
-
-def inlier_points(xyz: np.ndarray) -> np.ndarray:
-    """Bool [m]: inside the per-axis [1st, 99th] percentile box (all of them when there are few)."""
-    if len(xyz) < 20:
-        return np.ones(len(xyz), bool)
-    lo, hi = np.percentile(xyz, 1, axis=0), np.percentile(xyz, 99, axis=0)
-    return np.all((xyz >= lo) & (xyz <= hi), axis=1)
-
-
-def view_bounds(c2w: np.ndarray, obs: list[np.ndarray], xyz: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Per-view [near, far] z-depths and distances [n, 2] from the points each view sees (NaN: none)."""
-    z_b, d_b = np.full((len(c2w), 2), np.nan), np.full((len(c2w), 2), np.nan)
-    for i, idx in enumerate(obs):
-        rel = xyz[idx] - c2w[i, :, 3]  # [k, 3]
-        z = rel @ c2w[i, :, 2]
-        keep = z > 0
-        if keep.sum() >= 3:
-            z_b[i] = np.percentile(z[keep], [1, 99]) * [0.9, 1.1]
-            d_b[i] = np.percentile(np.linalg.norm(rel[keep], axis=1), [1, 99]) * [0.9, 1.1]
-    return z_b, d_b
-
-
-def observed(images: list[cio.Image], ids: np.ndarray, good: np.ndarray) -> list[np.ndarray]:
-    """Per image, the indices [k] into the points of the inlier points its keypoints observe."""
+def observed_points(images: list[cio.Image], ids: np.ndarray) -> list[np.ndarray]:
+    """Per image, the indices [k] into the model's points of those its keypoints observe."""
     order = np.argsort(ids)
     out = []
     for im in images:
@@ -136,75 +109,49 @@ def observed(images: list[cio.Image], ids: np.ndarray, good: np.ndarray) -> list
             out.append(np.zeros(0, np.int64))
             continue
         j = order[np.clip(np.searchsorted(ids, want, sorter=order), 0, len(ids) - 1)]
-        out.append(j[(ids[j] == want) & good[j]])
+        out.append(j[ids[j] == want])
     return out
 
 
-def fill_bounds(b: np.ndarray, guess: tuple[float, float]) -> np.ndarray:
-    """Views without points take the others' extremes, or ``guess`` when no view has points."""
-    ok = ~np.isnan(b[:, 0])
-    fallback = (b[ok, 0].min(), b[ok, 1].max()) if ok.any() else guess
-    return np.where(ok[:, None], b, np.asarray(fallback)[None])
-
-
-def normalisation(c2w: np.ndarray, pts: np.ndarray, forward: bool, bd_factor: float, notes: list[str]) -> np.ndarray:
-    """4x4 ``scene_from_world`` (step 3 of the module docstring) for cameras [n, 3, 4] and inlier points [m, 3]."""
-    centers, fwd = c2w[:, :, 3], normalize(c2w[:, :, 2])
-    if forward:
-        mean_c, mean_f = centers.mean(0), normalize(fwd.sum(0))
-        right = normalize(np.cross(mean_f, -normalize(c2w[:, :, 1].sum(0))))  # forward x up
-        down = np.cross(mean_f, right)
-        frame = np.eye(4)
-        frame[:3, :3] = np.stack([right, -down, -mean_f], 1)  # scene axes: x right, y up, z back
-        frame[:3, 3] = mean_c
-        move = np.linalg.inv(frame)
-        depth = (pts - mean_c) @ mean_f if len(pts) else np.zeros(0)
-        near = np.percentile(depth[depth > 0], 1) if (depth > 0).sum() >= 3 else None
-        if near is None:
-            spread = float(np.linalg.norm(centers - mean_c, axis=1).max()) or 1.0
-            near = 10.0 * spread
-            notes.append("no sparse points in front of the cameras: the nearest content is guessed at 10x "
-                         "the camera spread (set dataset.near / dataset.far if this is wrong)")
-        scale = 1.0 / (near * (bd_factor if bd_factor > 0 else 1.0))
-        return np.diag([scale, scale, scale, 1.0]) @ move
-    center = focus_point(c2w)
-    cam_d = np.linalg.norm(centers - center, axis=1)
-    in_front = ((center - centers) * fwd).sum(1) > 0
-    if not np.isfinite(center).all() or in_front.mean() < 0.9 or cam_d.min() < 1e-9:
-        center = np.median(pts, axis=0) if len(pts) else centers.mean(0)
-        cam_d = np.linalg.norm(centers - center, axis=1)
-    up = -normalize(c2w[:, :, 1].sum(0))
-    a = normalize(np.cross(up, fwd.mean(0) if abs(fwd.mean(0) @ up) < 0.99 * np.linalg.norm(fwd.mean(0))
-                           else np.array([1.0, 0.0, 0.0])))
-    frame = np.eye(4)
-    frame[:3, :3] = np.stack([a, np.cross(up, a), up], 1)
-    frame[:3, 3] = center
-    if len(pts):
-        radius = min(float(np.percentile(np.linalg.norm(pts - center, axis=1), 99)), 0.9 * float(cam_d.min()))
-    else:
-        radius = 0.5 * float(cam_d.min())
-        notes.append("no sparse points: the content is assumed within half the nearest camera's distance of "
-                     "the point the cameras look at (set dataset.radius if this is wrong)")
-    radius = radius if radius > 0 else 1.0
-    return np.diag([1 / radius, 1 / radius, 1 / radius, 1.0]) @ np.linalg.inv(frame)
+def _mask_of(folder: Path, name: str) -> Path | None:
+    stem = folder / Path(name).with_suffix("")
+    cands = [folder / (name + ".png")] + [stem.with_name(stem.name + e) for e in IMAGE_EXTENSIONS]
+    return next((c for c in cands if c.is_file()), None)
 
 
 def find_masks(root: Path, names: list[str]) -> list[Path] | None:
-    """``masks/NAME`` with any image extension, or ``masks/NAME.png``; None without ``masks/``."""
+    """``masks/NAME.png`` or ``masks/`` + NAME's stem with any image extension; None without ``masks/``."""
     folder = root / "masks"
     if not folder.is_dir():
         return None
+    out = [_mask_of(folder, name) for name in names]
+    if None in out:
+        i = out.index(None)
+        raise DatasetError(folder / (names[i] + ".png"), f"mask is missing ({out.count(None)} of {len(names)} "
+                           "images have none; expected masks/NAME.png or the image's stem with any image extension)")
+    return out
+
+
+def lens_warnings(cams: Cameras, first_view: dict[int, int], source: Path, per_edge: int = 200) -> list[str]:
+    """Cameras whose lens model cannot be inverted out to the image border (it folds over there):
+    rays through the border pixels, projected back, must land within 0.1 px."""
     out = []
-    for name in names:
-        stem = folder / Path(name).with_suffix("")
-        cands = [folder / (name + ".png")] + [stem.with_name(stem.name + e) for e in IMAGE_EXTENSIONS]
-        hit = next((c for c in cands if c.is_file()), None)
-        if hit is None:
-            missing = sum(1 for n in names if not any(c.is_file() for c in
-                          [folder / (n + ".png")] + [folder / (Path(n).stem + e) for e in IMAGE_EXTENSIONS]))
-            raise DatasetError(stem.with_suffix(".png"), f"mask is missing ({missing} of {len(names)} images "
-                               "have none; expected masks/<name>.png or the image's stem with any image extension)")
-        out.append(hit)
+    for cid, v in first_view.items():
+        c = cams[v]
+        c = replace(c, **{k: getattr(c, k).double() for k in ("fx", "fy", "cx", "cy", "c2w")},
+                    distortion=None if c.distortion is None else c.distortion.double())
+        w, h = float(c.width[0]), float(c.height[0])
+        t = torch.linspace(0, 1, per_edge, dtype=torch.float64)
+        x = torch.cat([t * w, t * w, torch.zeros_like(t), torch.full_like(t, w)])
+        y = torch.cat([torch.zeros_like(t), torch.full_like(t, h), t * h, t * h])
+        idx = torch.zeros_like(x, dtype=torch.long)
+        rays = generate_rays(c, idx, y, x)
+        xy, _ = project(c, idx, rays.origins + rays.directions)
+        err = (xy - torch.stack([x, y], -1)).norm(dim=-1).nan_to_num(float("inf"))
+        if float(err.max()) > 0.1:
+            i = int(err.argmax())
+            out.append(f"{source.name}: camera {cid}'s lens model folds over near the image border (pixel "
+                       f"({float(x[i]):.0f}, {float(y[i]):.0f}) cannot be undistorted): rays there are inexact")
     return out
 
 
@@ -262,57 +209,35 @@ def load_colmap(cfg: DatasetConfig) -> Scene:
     if not np.all(np.isfinite(c2w)):
         raise DatasetError(imgs_file, "camera poses contain NaN or infinite values")
     pts = model.points
-    good = inlier_points(pts.xyz)
-    fwd = normalize(c2w[:, :, 2])
-    mean_f = normalize(fwd.sum(0))
-    front = ((pts.xyz[good] - c2w[:, :, 3].mean(0)) @ mean_f > 0).mean() if good.any() else 1.0
-    forward = bool(not cfg.spherify and n > 1 and (fwd @ mean_f).min() > FORWARD_COS and front >= 0.95)
-    scene_from_world = normalisation(c2w, pts.xyz[good], forward, cfg.bd_factor, notes)
-    c2w = apply_similarity(scene_from_world, c2w)
-    scale = float(np.cbrt(np.linalg.det(scene_from_world[:3, :3])))
-    xyz = pts.xyz @ scene_from_world[:3, :3].T + scene_from_world[:3, 3]
-    z_b, d_b = view_bounds(c2w, observed(images, pts.ids, good), xyz)
-    cam_d = np.linalg.norm(c2w[:, :, 3], axis=1)
-    if forward:
-        z_b = fill_bounds(z_b, (1.0 / max(cfg.bd_factor, 1e-6), 100.0))
-        d_b = fill_bounds(d_b, (float(z_b[:, 0].min()), 1.5 * float(z_b[:, 1].max())))
-        ndc = bool(cfg.ndc)
-        angle = np.degrees(np.arccos(np.clip((fwd @ mean_f).min(), -1, 1)))
-        notes.append(f"forward-facing capture (views within {angle:.0f} deg of their mean direction, "
-                     f"{100 * front:.0f}% of the points in front)"
-                     + (": rays in NDC" if ndc else "; ndc=false: rays in scene units, far may be large"))
-        mid = 0.5 * (z_b.min() + z_b.max())
-        center, radius = np.array([0.0, 0.0, -mid]), 0.5 * (z_b.max() - z_b.min()) + float(cam_d.max())
-        focus = focus_depth_from_bounds(float(z_b.min()) * 0.9, float(z_b.max()) * 5.0)
-        render = spiral_path(torch.from_numpy(c2w), focus, cfg.render_frames)
-        near, far = (0.0, 1.0) if ndc else (float(d_b[:, 0].min()), float(d_b[:, 1].max()))
-    else:  # 360: the bounds also cover the unit sphere around the origin
-        ndc, center, radius = False, np.zeros(3), 1.0
-        d_b = fill_bounds(d_b, (float(cam_d.min()) - 1.0, float(cam_d.max()) + 1.0))
-        z_b = fill_bounds(z_b, (float(d_b[:, 0].min()), float(d_b[:, 1].max())))
-        near = max(min(float(d_b[:, 0].min()), float(cam_d.min()) - 1.0), 0.01 * float(cam_d.min()))
-        far = max(float(d_b[:, 1].max()), float(cam_d.max()) + 1.0)
-        render = orbit_from_cameras(torch.from_numpy(c2w), torch.zeros(3, dtype=torch.float64), cfg.render_frames)
+    fr = frame_scene(c2w, pts, observed_points(images, pts.ids), cfg, notes)
+    c2w = fr.c2w
 
     names = [im.name for im in images]
     used = sorted(per_cam)
     info = {
         "model": model_dir.relative_to(root).as_posix(), "format": ext[1:], "registered": n, "image_files": len(files),
-        "points": len(pts), "inlier_points": int(good.sum()), "forward_facing": forward, "scale": scale,
+        "points": len(pts), "inlier_points": fr.inliers, "forward_facing": fr.forward, "scale": fr.scale,
         "cameras": [{"id": int(c), "model": model.cameras[c].model, "width": model.cameras[c].width,
                      "height": model.cameras[c].height, "params": [float(v) for v in model.cameras[c].params],
                      "images": sum(im.camera_id == c for im in images)} for c in used],
     }
+    cameras = make_cameras(k[:, 0] * s[:, 0], k[:, 1] * s[:, 1], k[:, 2] * s[:, 0], k[:, 3] * s[:, 1],
+                           out_wh[:, 0], out_wh[:, 1], c2w, dist if np.any(dist) or fish.any() else None,
+                           fish if fish.any() else None)
+    if cameras.has_lens:
+        notes += lens_warnings(cameras, {cid: [im.camera_id for im in images].index(cid) for cid in used}, cams_file)
     return Scene(
         format="colmap", root=root, image_paths=paths,
-        cameras=make_cameras(k[:, 0] * s[:, 0], k[:, 1] * s[:, 1], k[:, 2] * s[:, 0], k[:, 3] * s[:, 1],
-                             out_wh[:, 0], out_wh[:, 1], c2w, dist if np.any(dist) or fish.any() else None,
-                             fish if fish.any() else None),
-        splits=holdout_splits(n, cfg.holdout), near=near, far=far,
+        cameras=cameras,
+        splits=holdout_splits(n, cfg.holdout), near=fr.near, far=fr.far,
         mask_paths=find_masks(root, names) if cfg.masks else None,
         background=(0.0, 0.0, 0.0) if cfg.background is None else tuple(float(c) for c in cfg.background),
-        sphere_center=torch.as_tensor(center, dtype=torch.float32), sphere_radius=float(radius), ndc=ndc,
-        render_c2w=render.float(), downscale=float(resize),
-        metadata={"world_from_scene": np.linalg.inv(scene_from_world), "image_folder": folder.name,
-                  "bounds": z_b, "ndc_near_plane": NDC_NEAR_PLANE, "warnings": notes, "colmap": info},
+        sphere_center=torch.as_tensor(fr.center, dtype=torch.float32), sphere_radius=fr.radius, ndc=fr.ndc,
+        render_c2w=fr.render.float(), downscale=float(resize),
+        metadata={"world_from_scene": np.linalg.inv(fr.scene_from_world), "image_folder": folder.name,
+                  "bounds": fr.bounds, "ndc_near_plane": NDC_NEAR_PLANE, "warnings": notes, "colmap": info},
     )
+
+
+__all__ = ["apply_similarity", "camera_intrinsics", "colmap_c2w", "find_model", "load_colmap", "normalisation",
+           "probe"]

@@ -23,21 +23,22 @@ import numpy as np
 
 from nerflite.data.scene import DatasetError
 
-# model name -> (COLMAP model id, number of parameters), as in COLMAP's src/colmap/sensor/models.h
-CAMERA_MODELS = {
-    "SIMPLE_PINHOLE": (0, 3),  # f, cx, cy
-    "PINHOLE": (1, 4),  # fx, fy, cx, cy
-    "SIMPLE_RADIAL": (2, 4),  # f, cx, cy, k
-    "RADIAL": (3, 5),  # f, cx, cy, k1, k2
-    "OPENCV": (4, 8),  # fx, fy, cx, cy, k1, k2, p1, p2
-    "OPENCV_FISHEYE": (5, 8),  # fx, fy, cx, cy, k1, k2, k3, k4
-    "FULL_OPENCV": (6, 12),  # fx, fy, cx, cy, k1, k2, p1, p2, k3, k4, k5, k6
-    "FOV": (7, 5),  # fx, fy, cx, cy, omega
-    "SIMPLE_RADIAL_FISHEYE": (8, 4),  # f, cx, cy, k
-    "RADIAL_FISHEYE": (9, 5),  # f, cx, cy, k1, k2
-    "THIN_PRISM_FISHEYE": (10, 12),  # fx, fy, cx, cy, k1, k2, p1, p2, k3, k4, sx1, sy1
-    "RAD_TAN_THIN_PRISM_FISHEYE": (11, 16),  # fx, fy, cx, cy, k0..k5, p0, p1, s0..s3
-}
+_MODELS = [  # (COLMAP model id, name, parameter names), as in COLMAP's src/colmap/sensor/models.h
+    (0, "SIMPLE_PINHOLE", "f cx cy"),
+    (1, "PINHOLE", "fx fy cx cy"),
+    (2, "SIMPLE_RADIAL", "f cx cy k"),
+    (3, "RADIAL", "f cx cy k1 k2"),
+    (4, "OPENCV", "fx fy cx cy k1 k2 p1 p2"),
+    (5, "OPENCV_FISHEYE", "fx fy cx cy k1 k2 k3 k4"),
+    (6, "FULL_OPENCV", "fx fy cx cy k1 k2 p1 p2 k3 k4 k5 k6"),
+    (7, "FOV", "fx fy cx cy omega"),
+    (8, "SIMPLE_RADIAL_FISHEYE", "f cx cy k"),
+    (9, "RADIAL_FISHEYE", "f cx cy k1 k2"),
+    (10, "THIN_PRISM_FISHEYE", "fx fy cx cy k1 k2 p1 p2 k3 k4 sx1 sy1"),
+    (11, "RAD_TAN_THIN_PRISM_FISHEYE", "fx fy cx cy k0 k1 k2 k3 k4 k5 p0 p1 s0 s1 s2 s3"),
+]
+CAMERA_MODELS = {name: (mid, len(p.split())) for mid, name, p in _MODELS}  # name -> (id, number of parameters)
+PARAM_NAMES = {name: p.split() for _, name, p in _MODELS}
 MODEL_NAMES = {mid: name for name, (mid, _) in CAMERA_MODELS.items()}
 FILES = ("cameras", "images", "points3D")
 
@@ -242,22 +243,34 @@ def read_images_txt(path: Path) -> dict[int, Image]:
 
 
 def read_points3D_txt(path: Path) -> Points3D:
-    ids, xyz, rgb, err, tracks = [], [], [], [], []
-    for ln, v in _rows(path):
-        if not v:
-            continue
+    rows = [(ln, v) for ln, v in _rows(path) if v]
+    for ln, v in rows:
         if len(v) < 8 or (len(v) - 8) % 2:
             raise DatasetError(path, f"line {ln}: expected POINT3D_ID X Y Z R G B ERROR (IMAGE_ID POINT2D_IDX)...")
-        row = _parse(path, ln, lambda v: (int(v[0]), [float(a) for a in v[1:4]], [int(a) for a in v[4:7]],
-                                          float(v[7]), [int(a) for a in v[8:]]), v)
-        for lst, val in zip((ids, xyz, rgb, err, tracks), row):
-            lst.append(val)
-    if not ids:
+    if not rows:
         return Points3D.empty()
-    lengths = [len(t) // 2 for t in tracks]
-    track = np.array([a for t in tracks for a in t], np.int64).reshape(-1, 2)
-    return Points3D(np.array(ids, np.int64), np.array(xyz, np.float64), np.array(rgb, np.uint8),
-                    np.array(err, np.float64), track, np.concatenate([[0], np.cumsum(lengths)]).astype(np.int64))
+    count = np.array([len(v) for _, v in rows])  # tokens per line
+    try:  # every number of the file in one conversion, then sliced
+        vals = np.array([t for _, v in rows for t in v], np.float64)
+    except ValueError:
+        ln, v = next((ln, v) for ln, v in rows if not all(_is_number(t) for t in v))
+        raise DatasetError(path, f"line {ln}: cannot read {' '.join(v)[:80]!r}") from None
+    start = np.concatenate([[0], np.cumsum(count)[:-1]])
+    fixed = vals[start[:, None] + np.arange(8)]  # [m, 8]
+    in_track = np.ones(len(vals), bool)
+    in_track[(start[:, None] + np.arange(8)).reshape(-1)] = False
+    track = vals[in_track].astype(np.int64).reshape(-1, 2)
+    offsets = np.concatenate([[0], np.cumsum((count - 8) // 2)]).astype(np.int64)
+    return Points3D(fixed[:, 0].astype(np.int64), fixed[:, 1:4].copy(), fixed[:, 4:7].astype(np.uint8),
+                    fixed[:, 7].copy(), track, offsets)
+
+
+def _is_number(token: str) -> bool:
+    try:
+        float(token)
+        return True
+    except ValueError:
+        return False
 
 
 READERS = {
