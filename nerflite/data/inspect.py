@@ -183,6 +183,7 @@ def summarize(scene: Scene, images: list[Decoded], masks: list[Decoded] | None, 
         "distortion": scene.cameras.has_lens,
         **({"colmap": scene.metadata["colmap"]} if "colmap" in scene.metadata else {}),
         "warnings": warnings,
+        "skipped": list(scene.metadata.get("skipped", [])),  # frames listed without an image (skip_missing)
     }
 
 
@@ -244,10 +245,10 @@ def human(scene: Scene, rec: dict, images: list[Decoded], masks: list[Decoded] |
     return "\n".join(lines)
 
 
-def inspect(path: str, fmt: str = "auto", downscale: float = 1.0, workers: int | None = None
-            ) -> tuple[dict, str]:
+def inspect(path: str, fmt: str = "auto", downscale: float = 1.0, workers: int | None = None,
+            skip_missing: bool = False) -> tuple[dict, str]:
     """Parse and decode the dataset at ``path``: (JSON record, human summary). Raises DatasetError."""
-    scene = load_scene(DatasetConfig(format=fmt, path=path, downscale=downscale))
+    scene = load_scene(DatasetConfig(format=fmt, path=path, downscale=downscale, skip_missing=skip_missing))
     start = time.perf_counter()
     images, masks = decode_all(scene, workers or min(8, os.cpu_count() or 1))
     seconds = time.perf_counter() - start
@@ -265,9 +266,10 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--json", action="store_true", help="end with one JSON object on the last line")
     parser.add_argument("--downscale", type=float, default=1.0, help="resize factor (LLFF: images_F/)")
     parser.add_argument("--workers", type=int, default=None, help="decoding threads (default: CPUs, max 8)")
+    parser.add_argument("--skip-missing", action="store_true", help="transforms: drop frames whose image is missing")
     args = parser.parse_args(argv)
     try:
-        rec, text = inspect(args.path, args.format, args.downscale, args.workers)
+        rec, text = inspect(args.path, args.format, args.downscale, args.workers, args.skip_missing)
     except DatasetError as e:
         print(f"error: {e}", file=sys.stderr)
         return 1

@@ -89,7 +89,7 @@ def test_blender_single_transforms_json_with_pixel_intrinsics(tmp_path):
     (tmp_path / "transforms.json").write_text(json.dumps(meta))
     write_png(tmp_path / "images" / "a.png", 20, 14)
     write_png(tmp_path / "images" / "b.jpg", 10, 7)  # stored at half the recorded size
-    scene = load_scene(DatasetConfig(path=str(tmp_path), holdout=0))
+    scene = load_scene(DatasetConfig(format="blender", path=str(tmp_path), holdout=0))
     cams = scene.cameras
     torch.testing.assert_close(cams.fx, torch.tensor([20.0, 15.0]))
     torch.testing.assert_close(cams.fy, torch.tensor([22.0, 11.0]))
@@ -112,7 +112,7 @@ def test_blender_masks_distortion_and_rotation_repair(tmp_path):
         write_png(tmp_path / "images" / f"{name}.png", 16, 12)
         write_png(tmp_path / "masks" / f"{name}.png", 16, 12)
     # naming the camera file instead of its folder works too
-    scene = load_scene(DatasetConfig(path=str(tmp_path / "transforms.json"), holdout=0))
+    scene = load_scene(DatasetConfig(format="blender", path=str(tmp_path / "transforms.json"), holdout=0))
     assert [p.name for p in scene.mask_paths] == ["a.png", "b.png"]
     torch.testing.assert_close(scene.cameras.c2w[0], scene.cameras.c2w[1])
     notes = " ".join(scene.metadata["warnings"])
@@ -122,7 +122,7 @@ def test_blender_masks_distortion_and_rotation_repair(tmp_path):
     frames[1]["transform_matrix"] = mirrored.tolist()
     (tmp_path / "transforms.json").write_text(json.dumps(meta))
     with pytest.raises(DatasetError, match="transforms.json: camera 1: rotation has determinant -1"):
-        load_scene(DatasetConfig(path=str(tmp_path)))
+        load_scene(DatasetConfig(format="blender", path=str(tmp_path)))
 
 
 def test_blender_bounds_follow_scale_of_small_captures(tmp_path):
@@ -149,7 +149,7 @@ def test_blender_single_file_capture_centred_on_its_focus(tmp_path):
         frames.append({"file_path": f"images/{i}.png",
                        "transform_matrix": opencv_to_opengl_4x4(look_at_opencv(eye, target))})
     (tmp_path / "transforms.json").write_text(json.dumps({"camera_angle_x": 0.8, "frames": frames}))
-    scene = load_scene(tmp_path)
+    scene = load_scene(tmp_path, format="blender")
     torch.testing.assert_close(scene.sphere_center, torch.tensor(target, dtype=torch.float32))
     assert (scene.near, scene.far) == (2.0, 6.0) and scene.metadata["warnings"] == []
     orbit = scene.render_c2w[:, :, 3] - scene.sphere_center

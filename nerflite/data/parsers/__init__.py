@@ -1,6 +1,7 @@
 """Dataset parsers: files in, a ``Scene`` out, nothing decoded.
 
-``load_scene(DatasetConfig(path=...))`` detects the format (Blender, LLFF, NeuS/DTU or COLMAP: the one
+``load_scene(DatasetConfig(path=...))`` detects the format (Blender, LLFF, NeuS/DTU, COLMAP or
+transforms.json: the one
 whose camera file and image folder are both present, ``PROBES``), reads its camera files and
 image headers and returns a ``Scene`` in nerflite's one camera convention
 (``nerflite.cameras``). Every problem with the files raises ``DatasetError`` naming the file.
@@ -22,7 +23,7 @@ from nerflite.data.scene import DatasetError, Scene
 
 @dataclass
 class DatasetConfig:
-    format: str = "auto"  # auto | blender | llff | neus | colmap (auto: detected from the files in `path`)
+    format: str = "auto"  # auto | blender | llff | neus | colmap | transforms (auto: detected from the files in `path`)
     path: str = ""  # dataset folder
     downscale: float = 1.0  # Blender/NeuS: resize factor; LLFF: images_{factor}/ if present, else resize
     background: list[float] | None = None  # RGB in [0, 1] under RGBA images; None: Blender white, else black
@@ -37,6 +38,7 @@ class DatasetConfig:
     far: float | None = None  # override the format's far bound (scene units; ignored with NDC)
     radius: float | None = None  # override the bounding-sphere radius (scene units)
     render_frames: int = 120  # frames of the default render path
+    skip_missing: bool = False  # transforms: train on the frames present when listed images are missing
 
 
 class Found(NamedTuple):
@@ -50,18 +52,24 @@ class Found(NamedTuple):
         return self.cameras and self.images
 
 
-def _probe_blender(root: Path) -> Found:
-    files = [root / n for n in ("transforms_train.json", "transforms.json") if (root / n).is_file()]
-    if not files:
+def _probe_json(root: Path, name: str) -> Found:
+    """``name`` (a transforms file) is there, and so is one of its first frames' images."""
+    path = root / name
+    if not path.is_file():
         return Found(False, False)
-    try:  # the image of the first frame, as the parser resolves it
-        from nerflite.data.parsers.blender import resolve_image
+    from nerflite.data.parsers.blender import resolve_image
 
-        first = json.loads(files[0].read_text())["frames"][0]["file_path"]
-        resolve_image(root, first, files[0])
-        return Found(True, True)
-    except (OSError, ValueError, KeyError, IndexError, TypeError, DatasetError):
+    try:
+        frames = json.loads(path.read_text())["frames"][:8]
+    except (OSError, ValueError, KeyError, TypeError):
         return Found(True, False)
+    for frame in frames:
+        try:
+            resolve_image(root, frame["file_path"], path)
+            return Found(True, True)
+        except (OSError, ValueError, KeyError, TypeError, DatasetError):
+            continue
+    return Found(True, False)
 
 
 def _probe_llff(root: Path) -> Found:
@@ -83,10 +91,11 @@ def _probe_colmap(root: Path) -> Found:
 # format -> probe(root): are its camera file and its image folder in the folder? In order of
 # preference when only camera files are found (the parser then names what is missing).
 PROBES: dict[str, Callable[[Path], Found]] = {
-    "blender": _probe_blender,  # transforms_train.json or transforms.json + the frames' images
+    "blender": lambda root: _probe_json(root, "transforms_train.json"),  # + the frames' images
     "llff": _probe_llff,  # poses_bounds.npy + images/ or images_N/
     "neus": _probe_neus,  # cameras_sphere.npz or cameras.npz + image/
     "colmap": _probe_colmap,  # sparse/0/ (or sparse/) with a model + images/ (not beside poses_bounds.npy)
+    "transforms": lambda root: _probe_json(root, "transforms.json"),  # instant-ngp / nerfstudio + images
 }
 # format -> its parser, "module:function(DatasetConfig) -> Scene" (imported when used)
 LOADERS = {
@@ -94,6 +103,7 @@ LOADERS = {
     "llff": "nerflite.data.parsers.llff:load_llff",
     "neus": "nerflite.data.parsers.neus:load_neus",
     "colmap": "nerflite.data.parsers.colmap:load_colmap",
+    "transforms": "nerflite.data.parsers.transforms:load_transforms",
 }
 FORMATS = tuple(PROBES)
 
@@ -126,8 +136,8 @@ def detect_format(path: str | Path, cameras_file: str = "cameras_sphere.npz") ->
         return partial[0]
     raise DatasetError(
         root,
-        "cannot tell the dataset format: expected transforms_train.json or transforms.json (blender), "
-        "poses_bounds.npy (llff), cameras_sphere.npz (neus) or images/ + sparse/0/ (colmap)",
+        "cannot tell the dataset format: expected transforms_train.json (blender), transforms.json "
+        "(transforms), poses_bounds.npy (llff), cameras_sphere.npz (neus) or images/ + sparse/0/ (colmap)",
     )
 
 

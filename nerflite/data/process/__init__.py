@@ -1,0 +1,147 @@
+"""Photos or a video in, a posed dataset out: ``python -m nerflite.data.process INPUT --out DIR``.
+
+``process(ProcessConfig(input=..., out=...))`` takes a folder of photos or a video file, picks the
+frames (``frames.py``: evenly spread, sharpest kept), recovers the cameras with COLMAP's structure
+from motion (``sfm.py``: SIFT, exhaustive or sequential matching, incremental mapping, optional
+undistortion) and writes COLMAP's layout (``layout.py``): ``DIR/images``, ``DIR/images_2|4|8``,
+``DIR/sparse/0``. Every problem a user can cause is one DatasetError naming the file or folder.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Callable
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+from nerflite.data.process import frames, layout
+from nerflite.data.process.sfm import CAMERA_MODELS, MATCHERS, SfMOptions, run_sfm, undistort
+from nerflite.data.scene import DatasetError
+
+MIN_IMAGES = 3  # fewer views cannot be reconstructed (two only up to an unknown scale, and barely)
+SHOW_UNREGISTERED = 5  # unregistered images named in the summary
+VIDEO_FRAMES = 150  # frames kept from a video when --frames is not given
+
+
+@dataclass
+class ProcessConfig:
+    input: str  # a folder of photos or a video file
+    out: str  # the dataset folder to write (must be empty or absent, unless overwrite)
+    frames: int | None = None  # keep this many views (evenly spread, sharpest per segment); None: all photos, 150 of a video
+    camera_model: str = "SIMPLE_RADIAL"  # COLMAP camera model (SIMPLE_RADIAL, OPENCV, OPENCV_FISHEYE, ...)
+    single_camera: bool = True  # one camera for all photos (always for a video); False: per image size / EXIF
+    matcher: str = "auto"  # auto (exhaustive up to 120 images, else sequential) | exhaustive | sequential
+    undistort: bool = False  # write undistorted images and a pinhole model
+    overwrite: bool = False  # empty a non-empty output folder instead of refusing
+    threads: int = -1  # CPU threads for COLMAP (-1: all)
+    seed: int = 0  # COLMAP's random seed
+
+
+def _read_input(cfg: ProcessConfig, say: Callable[[str], None]):
+    """('video', frames) or ('photos', paths), checked to hold at least MIN_IMAGES views."""
+    src = Path(cfg.input)
+    if cfg.frames is not None and cfg.frames < MIN_IMAGES:
+        raise ValueError(f"frames must be at least {MIN_IMAGES}, got {cfg.frames}")
+    if not src.exists():
+        raise DatasetError(src, "input does not exist (expected a folder of photos or a video file)")
+    if src.is_dir():
+        photos = frames.folder_images(src)
+        if len(photos) < MIN_IMAGES:
+            raise DatasetError(src, f"only {len(photos)} image(s): structure from motion needs at least {MIN_IMAGES}")
+        picked = frames.pick_images(photos, cfg.frames)
+        say(f"[frames] {len(picked)} of {len(photos)} photos" + (" (sharpest of each segment)" if cfg.frames else ""))
+        return "photos", picked
+    if not frames.is_video(src):
+        raise DatasetError(src, f"not a folder of photos or a video file ({', '.join(frames.VIDEO_EXTENSIONS)})")
+    total = frames.video_frame_count(src)
+    picked = frames.video_frames(src, VIDEO_FRAMES if cfg.frames is None else cfg.frames)
+    if len(picked) < MIN_IMAGES:
+        raise DatasetError(src, f"only {len(picked)} frame(s): structure from motion needs at least {MIN_IMAGES}")
+    say(f"[frames] {len(picked)} of {total} video frames" + (" (sharpest of each segment)" if len(picked) < total else ""))
+    return "video", picked
+
+
+def process(cfg: ProcessConfig, say: Callable[[str], None] = print) -> dict:
+    """Run the whole pipeline; returns the summary (also written to ``DIR/process.json``)."""
+    if cfg.camera_model not in CAMERA_MODELS:
+        raise ValueError(f"camera_model must be one of {', '.join(CAMERA_MODELS)}, got {cfg.camera_model!r}")
+    if cfg.matcher not in MATCHERS:
+        raise ValueError(f"matcher must be one of {', '.join(MATCHERS)}, got {cfg.matcher!r}")
+    out = Path(cfg.out)
+    if out.resolve() == Path(cfg.input).resolve() or Path(cfg.input).resolve().is_relative_to(out.resolve()):
+        raise DatasetError(out, "output folder must not be the input or contain it")
+    seconds = {}
+    start = time.perf_counter()
+    kind, picked = _read_input(cfg, say)
+    layout.prepare_output(out, cfg.overwrite)
+    images = out / "images"
+    names = layout.write_frames(picked, images) if kind == "video" else layout.copy_photos(picked, images)
+    seconds["frames"] = time.perf_counter() - start
+
+    opts = SfMOptions(camera_model=cfg.camera_model, single_camera=cfg.single_camera or kind == "video",
+                      matcher="sequential" if cfg.matcher == "auto" and kind == "video" else cfg.matcher,
+                      threads=cfg.threads, seed=cfg.seed)
+    try:
+        result = run_sfm(images, out / "colmap", opts, say)
+    except DatasetError as e:  # name the user's input, not the copy
+        raise DatasetError(cfg.input, e.problem) from None
+    except RuntimeError as e:
+        raise DatasetError(cfg.input, f"COLMAP failed: {str(e).strip().splitlines()[-1] if str(e).strip() else e}") from None
+    seconds.update(result.seconds)
+    rec = result.reconstruction
+    model_dir = layout.install_model(rec, out)
+
+    start = time.perf_counter()
+    if cfg.undistort:
+        say("[undistort] images and a pinhole model")
+        undistort(images, model_dir, out / "colmap" / "undistorted")
+        layout.install_undistorted(out / "colmap" / "undistorted", out)
+        seconds["undistort"] = time.perf_counter() - start
+        start = time.perf_counter()
+    say(f"[images] downscaled copies images_{'/'.join(map(str, layout.DOWNSCALES))}")
+    layout.write_downscaled(out)
+    seconds["downscale"] = time.perf_counter() - start
+
+    registered = {rec.images[i].name for i in rec.reg_image_ids()}
+    missing = [n for n in names if n not in registered]
+    cams = [rec.cameras[c] for c in sorted(rec.cameras)]
+    summary = {
+        "input": str(Path(cfg.input).resolve()),
+        "out": str(out.resolve()),
+        "registered": len(registered),
+        "images": len(names),
+        "unregistered": missing,
+        "points3D": rec.num_points3D(),
+        "mean_reprojection_error_px": round(float(rec.compute_mean_reprojection_error()), 4),
+        "camera_model": cams[0].model_name if len(cams) == 1 else sorted({c.model_name for c in cams}),
+        "cameras": len(cams),
+        "models_found": result.n_models,
+        "seconds": {k: round(v, 2) for k, v in seconds.items()},
+        "config": asdict(cfg),
+    }
+    (out / "process.json").write_text(json.dumps(summary, indent=2))
+    return summary
+
+
+def describe(summary: dict) -> str:
+    """The human summary printed at the end."""
+    s = summary
+    missing = s["unregistered"]
+    lines = [
+        f"registered  {s['registered']} / {s['images']} images"
+        + (f" (not: {', '.join(missing[:SHOW_UNREGISTERED])}{', ...' if len(missing) > SHOW_UNREGISTERED else ''})"
+           if missing else ""),
+        f"points      {s['points3D']} 3D points, mean reprojection error {s['mean_reprojection_error_px']:.3f} px",
+        f"cameras     {s['cameras']} ({s['camera_model']})",
+        "time        " + ", ".join(f"{k} {v:.1f} s" for k, v in s["seconds"].items()),
+        f"dataset     {s['out']} (COLMAP layout: images/, images_2|4|8/, sparse/0/)",
+        f"next        python -m nerflite.data.inspect {s['out']}",
+        f"            python train.py dataset.path={s['out']}",
+    ]
+    if s["models_found"] > 1:
+        lines.insert(1, f"WARNING     COLMAP found {s['models_found']} separate models; the largest is kept")
+    return "\n".join(lines)
+
+
+__all__ = ["MIN_IMAGES", "ProcessConfig", "describe", "process"]
