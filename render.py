@@ -8,14 +8,16 @@ Errors end in one `error: ...` line (NERFLITE_DEBUG=1: traceback).
 import hydra
 from omegaconf import DictConfig, OmegaConf
 
-from nerflite.engine.cli import run_entry
+from nerflite.engine.cli import EntryPoint
 from nerflite.engine.config import register_configs
 from nerflite.engine.render import render
 
 register_configs()
+entry = EntryPoint()
 
 
 @hydra.main(version_base="1.3", config_path="conf", config_name="render")
+@entry.job
 def main(cfg: DictConfig) -> None:
     if OmegaConf.is_missing(cfg, "run"):
         raise ValueError("run: missing; give the run folder: python render.py run=outputs/<name>/<date_time>")
@@ -23,4 +25,4 @@ def main(cfg: DictConfig) -> None:
 
 
 if __name__ == "__main__":
-    run_entry(main)
+    entry.run(main)

@@ -12,14 +12,16 @@ import hydra
 from hydra.core.hydra_config import HydraConfig
 from omegaconf import DictConfig
 
-from nerflite.engine.cli import run_entry
+from nerflite.engine.cli import EntryPoint
 from nerflite.engine.config import register_configs
 from nerflite.engine.trainer import train
 
 register_configs()
+entry = EntryPoint()
 
 
 @hydra.main(version_base="1.3", config_path="conf", config_name="config")
+@entry.job
 def main(cfg: DictConfig) -> float | None:
     overrides = list(HydraConfig.get().overrides.task)  # applied to the run's own config on resume
     result = train(cfg, overrides=overrides)
@@ -31,4 +33,4 @@ def main(cfg: DictConfig) -> float | None:
 if __name__ == "__main__":
     if int(os.environ.get("RANK", "0")) > 0:  # under torchrun, rank 0 alone makes the run folder
         sys.argv += ["hydra.run.dir=.", "hydra.output_subdir=null", "hydra/job_logging=disabled"]
-    run_entry(main)
+    entry.run(main)

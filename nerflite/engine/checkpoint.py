@@ -22,6 +22,7 @@ import os
 import pickle
 import random
 import re
+import warnings
 from collections.abc import Callable
 from pathlib import Path
 
@@ -118,11 +119,18 @@ def load_checkpoint(path: str | Path, map_location="cpu", require: tuple[str, ..
     if path.stat().st_size == 0:
         raise CheckpointError(path, "empty file (0 bytes): damaged or truncated")
     try:
-        state = torch.load(path, map_location=map_location, weights_only=True)
-    except pickle.UnpicklingError as e:
-        raise CheckpointError(path, _unpickling_problem(str(e))) from e
+        with warnings.catch_warnings():  # torch's warnings about foreign pickles: the error says it all
+            warnings.simplefilter("ignore", UserWarning)
+            state = torch.load(path, map_location=map_location, weights_only=True)
     except Exception as e:  # noqa: BLE001  (torch reports damage as RuntimeError, EOFError, KeyError, ...)
-        raise CheckpointError(path, _damage_problem(path, e)) from e
+        kind = _file_kind(path)
+        if kind == "other":
+            problem = "not a PyTorch checkpoint (unknown file format)"
+        elif isinstance(e, pickle.UnpicklingError):
+            problem = _unpickling_problem(str(e))
+        else:
+            problem = f"damaged or truncated ({str(e).split('. ')[0].strip() or type(e).__name__})"
+        raise CheckpointError(path, problem) from e
     if not isinstance(state, dict):
         raise CheckpointError(path, f"not a nerflite checkpoint (holds a {type(state).__name__}, not a dict)")
     missing = [k for k in require if k not in state]
@@ -133,7 +141,7 @@ def load_checkpoint(path: str | Path, map_location="cpu", require: tuple[str, ..
 
 def _unpickling_problem(message: str) -> str:
     if "Weights only load failed" not in message:
-        return f"not a PyTorch checkpoint ({message.splitlines()[0] if message else 'unreadable pickle data'})"
+        return f"damaged, or not a PyTorch checkpoint ({message.splitlines()[0] if message else 'unreadable data'})"
     found = _REFUSED_GLOBAL.search(message)
     what = f"a pickled object ({found.group(1)})" if found else "pickled data beyond tensors and plain values"
     return (
@@ -142,13 +150,11 @@ def _unpickling_problem(message: str) -> str:
     )
 
 
-def _damage_problem(path: Path, e: Exception) -> str:
+def _file_kind(path: Path) -> str:
+    """'zip' (torch.save's archive), 'pickle' (its legacy format, or a plain pickle) or 'other'."""
     with open(path, "rb") as f:
-        is_zip = f.read(4) == b"PK\x03\x04"  # torch.save's archive format
-    if not is_zip:
-        return "not a PyTorch checkpoint (unknown file format)"
-    detail = str(e).split(". ")[0].strip() or type(e).__name__
-    return f"damaged or truncated ({detail})"
+        head = f.read(4)
+    return "zip" if head == b"PK\x03\x04" else "pickle" if head[:1] == b"\x80" else "other"
 
 
 def load_newest(

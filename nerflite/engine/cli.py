@@ -8,6 +8,7 @@ full traceback instead.
 
 from __future__ import annotations
 
+import functools
 import os
 import sys
 from collections.abc import Callable
@@ -19,22 +20,69 @@ def debug_enabled() -> bool:
     return any(os.environ.get(k, "") not in ("", "0") for k in (DEBUG_ENV, "HYDRA_FULL_ERROR"))
 
 
-def run_entry(main: Callable[[], object]) -> None:
-    """Run ``main`` (a ``@hydra.main`` function); report any error as one line and exit non-zero."""
-    debug = debug_enabled()
-    os.environ["HYDRA_FULL_ERROR"] = "1"  # Hydra re-raises instead of printing its own report
+class EntryPoint:
+    """The error handling of one command. ``job`` wraps the ``@hydra.main`` task function (an error in
+    a job is reported at once, as one line; the other jobs of a multirun still run), ``run`` runs the
+    command (errors before any job, e.g. composing the config, are reported the same way)::
+
+        entry = EntryPoint()
+
+        @hydra.main(...)
+        @entry.job
+        def main(cfg): ...
+
+        entry.run(main)
+    """
+
+    def __init__(self):
+        self.failed = 0  # jobs that ended in an error
+        self.debug = debug_enabled()  # tracebacks instead of one-line reports
+
+    def job(self, task: Callable):
+        @functools.wraps(task)
+        def wrapped(cfg):
+            try:
+                return task(cfg)
+            except Exception as e:  # noqa: BLE001  (reported as one line; NERFLITE_DEBUG=1 for the traceback)
+                if self.debug:
+                    raise
+                self.failed += 1
+                print(f"error: {_job_prefix()}{error_line(e)}", file=sys.stderr)
+                return None
+
+        return wrapped
+
+    def run(self, main: Callable[[], object]) -> None:
+        self.debug = debug = debug_enabled()
+        os.environ["HYDRA_FULL_ERROR"] = "1"  # Hydra re-raises instead of printing its own report
+        try:
+            main()
+        except KeyboardInterrupt:
+            if debug:
+                raise
+            print("error: interrupted", file=sys.stderr)
+            sys.exit(130)
+        except Exception as e:  # noqa: BLE001  (every error ends in one line; NERFLITE_DEBUG=1 for the traceback)
+            if debug:
+                raise
+            print(f"error: {error_line(e)}", file=sys.stderr)
+            sys.exit(1)
+        if self.failed:
+            sys.exit(1)
+
+
+def _job_prefix() -> str:
+    """'job N (overrides): ' inside a multirun, else ''."""
     try:
-        main()
-    except KeyboardInterrupt:
-        if debug:
-            raise
-        print("error: interrupted", file=sys.stderr)
-        sys.exit(130)
-    except Exception as e:  # noqa: BLE001  (every error ends in one line; NERFLITE_DEBUG=1 for the traceback)
-        if debug:
-            raise
-        print(f"error: {error_line(e)}", file=sys.stderr)
-        sys.exit(1)
+        from hydra.core.hydra_config import HydraConfig
+        from hydra.types import RunMode
+
+        hc = HydraConfig.get()
+        if hc.mode == RunMode.MULTIRUN:
+            return f"job {hc.job.num} ({' '.join(hc.overrides.task)}): "
+    except (ValueError, ImportError):
+        pass
+    return ""
 
 
 def error_line(e: BaseException) -> str:
@@ -48,11 +96,7 @@ def error_line(e: BaseException) -> str:
     if isinstance(e, (DatasetError, CheckpointError)):
         return one_line(str(e))
     if isinstance(e, HydraException):  # composition: a misspelt key, a wrong type, a missing option
-        line = one_line(str(e)).rstrip(".")
-        cause = e.__cause__
-        if isinstance(cause, OmegaConfBaseException):
-            line = f"{line}: {_omegaconf_line(cause)}"
-        return line
+        return _hydra_line(e)
     if isinstance(e, OmegaConfBaseException):
         return _omegaconf_line(e)
     if isinstance(e, OSError) and e.filename is not None:  # e.g. an output folder that cannot be written
@@ -62,11 +106,27 @@ def error_line(e: BaseException) -> str:
     return f"{type(e).__name__}: {one_line(str(e))} (unexpected; {DEBUG_ENV}=1 shows the traceback)"
 
 
-def _omegaconf_line(e) -> str:
-    """An OmegaConf error's message without its reference_type / object_type lines, with its key."""
+def _hydra_line(e) -> str:
+    """Hydra's first line, then the OmegaConf cause, then Hydra's further advice in parentheses."""
+    from omegaconf.errors import OmegaConfBaseException
+
+    text = str(e).split("\nConfig search path:")[0]
+    if getattr(e, "override", None):  # a command-line override that does not parse
+        text = f"bad override {e.override!r}: {text}"
+    first, _, rest = text.partition("\n")
+    line = first.strip().rstrip(".")
+    if isinstance(e.__cause__, OmegaConfBaseException):
+        line = f"{line}: {_omegaconf_line(e.__cause__, known=line)}"
+    rest = one_line(rest) if rest.strip() else ""
+    return f"{line} ({rest.rstrip('.')})" if rest else line
+
+
+def _omegaconf_line(e, known: str = "") -> str:
+    """An OmegaConf error's message without its reference_type / object_type lines, with its key
+    (unless ``known``, the text before it, names it)."""
     msg = one_line(str(getattr(e, "msg", None) or e).split("\n    full_key:")[0])
     key = getattr(e, "full_key", None)
-    return f"{msg} (key {key})" if key and key not in msg else msg
+    return f"{msg} (key {key})" if key and key not in msg and key not in known else msg
 
 
 def one_line(text: str) -> str:
