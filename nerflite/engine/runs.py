@@ -58,17 +58,22 @@ def _job_num(job: Path) -> int:
     return int(job.name) if job.name.isdigit() else -1
 
 
-def find_resume(resume, output_root: str, name: str) -> ResumeTarget | None:
-    """``resume``: false -> None; true -> the newest run of ``name`` with a checkpoint; a path -> that
-    checkpoint file, or that run folder. ``RunError`` (one line) when there is nothing to resume."""
+def find_resume(resume, output_root: str, name: str, sweep_job: int | None = None) -> ResumeTarget | None:
+    """``resume``: false -> None; true -> the newest run of ``name`` with a checkpoint (in job
+    ``sweep_job`` of a multirun: the newest sweep's job of that number); a path -> that checkpoint
+    file, or that run folder. ``RunError`` (one line) when there is nothing to resume."""
     if resume is None or resume is False or (isinstance(resume, str) and resume.lower() in ("", "false")):
         return None
     if resume is True or (isinstance(resume, str) and resume.lower() == "true"):
-        for run in list_runs(output_root, name):
+        runs = list_runs(output_root, name)
+        if sweep_job is not None:
+            runs = [r for r in runs if r.parent.name.startswith(MULTIRUN_PREFIX) and r.name == str(sweep_job)]
+        for run in runs:
             found = _checkpoints_newest_first(run)
             if found:
                 return ResumeTarget(run, found)
-        raise RunError(f"resume=true: no run of '{name}' with a checkpoint under {Path(output_root, name)}")
+        which = f"job {sweep_job} of a multirun of '{name}'" if sweep_job is not None else f"run of '{name}'"
+        raise RunError(f"resume=true: no {which} with a checkpoint under {Path(output_root, name)}")
     path = Path(str(resume))
     if path.is_file():
         return ResumeTarget(run_dir_of_checkpoint(path), [path])
@@ -89,6 +94,18 @@ def find_resume_checkpoint(resume, output_root: str, name: str) -> Path | None:
     """The newest checkpoint of what ``resume`` names (see ``find_resume``), or None."""
     target = find_resume(resume, output_root, name)
     return target.checkpoints[0] if target is not None else None
+
+
+def sweep_job() -> int | None:
+    """This job's number when running as a job of a Hydra multirun, else None."""
+    try:
+        from hydra.core.hydra_config import HydraConfig
+        from hydra.types import RunMode
+
+        hc = HydraConfig.get()
+        return int(hc.job.num) if hc.mode == RunMode.MULTIRUN else None
+    except (ValueError, ImportError):
+        return None
 
 
 def run_dir_of_checkpoint(path: Path) -> Path:

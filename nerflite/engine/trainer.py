@@ -24,7 +24,7 @@ from nerflite.engine import distributed as D
 from nerflite.engine.evaluate import evaluate_and_log
 from nerflite.engine.logging import TBLogger, gpu_memory_mb
 from nerflite.engine.optim import make_optimizer, make_scheduler, scheduler_state
-from nerflite.engine.runs import default_run_dir, find_resume, load_resume
+from nerflite.engine.runs import default_run_dir, find_resume, load_resume, sweep_job
 from nerflite.engine.setup import build_datamanager, build_model, build_scene, seed_everything
 
 
@@ -147,7 +147,7 @@ def train(cfg: DictConfig, run_dir: str | Path | None = None, overrides: list[st
 
 
 def _train(cfg: DictConfig, info: D.DistInfo, run_dir, overrides) -> TrainResult:
-    target = find_resume(cfg.resume, cfg.output_root, cfg.name) if info.is_main else None
+    target = find_resume(cfg.resume, cfg.output_root, cfg.name, sweep_job()) if info.is_main else None
     target = D.broadcast_object(target, info)
     resumed = None
     if target is not None:

@@ -80,6 +80,9 @@ def test_resume_true_finds_multirun_jobs_newest_first(tmp_path):
     target = find_resume(True, str(tmp_path), "lego")
     assert target.run_dir == job1 and target.checkpoints == [job1 / "checkpoints" / ckpt.checkpoint_name(5)]
     assert hydra_run_dir(str(tmp_path), "lego", True) == str(job1)
+    assert find_resume(True, str(tmp_path), "lego", sweep_job=0).run_dir == job0  # job 0 of a multirun: its own
+    with pytest.raises(RunError, match="no job 2 of a multirun of 'lego'"):
+        find_resume(True, str(tmp_path), "lego", sweep_job=2)
     later = _run_with_checkpoints(tmp_path, "lego", "2026-01-04_10-00-00", [1, 2])
     target = find_resume("true", str(tmp_path), "lego")
     assert target.run_dir == later and [p.name for p in target.checkpoints] == [
@@ -147,3 +150,24 @@ def test_open_run_names_what_is_wrong(tmp_path, tiny_scene):
     with pytest.raises(RunError, match=r"gone \(the run's dataset.path.*dataset_path=NEW_FOLDER"):
         run_config(loaded, path)
     assert run_config(loaded, path, dataset_path=str(tiny_scene("blender"))).dataset.path == str(tiny_scene("blender"))
+
+
+@pytest.mark.slow  # two sweeps of two jobs in subprocesses
+def test_multirun_resume_continues_each_job_in_its_own_folder(tiny_scene, tmp_path):
+    args = [f"dataset.path={tiny_scene('blender')}", f"output_root={tmp_path}", *TINY_NERF, *TINY_RUN]
+    first = subprocess.run(
+        [sys.executable, "train.py", "-m", "seed=0,1", *args, "trainer.steps=1", "trainer.final_eval_images=1"],
+        cwd=REPO, capture_output=True, text=True, timeout=300,
+    )  # fmt: skip
+    assert first.returncode == 0, first.stderr[-2000:]
+    again = subprocess.run(
+        [sys.executable, "train.py", "-m", "seed=0,1", f"output_root={tmp_path}", "resume=true", "trainer.steps=2"],
+        cwd=REPO, capture_output=True, text=True, timeout=300,
+    )  # fmt: skip
+    assert again.returncode == 0, again.stderr[-2000:]
+    jobs = sorted(p for p in (tmp_path / "synthetic_nerf").glob("multirun_*/*") if p.is_dir() and ckpt.latest(p))
+    assert [j.name for j in jobs] == ["0", "1"]  # the second sweep made no new job folders with checkpoints
+    for seed, job in enumerate(jobs):
+        assert ckpt.latest(job).name == ckpt.checkpoint_name(2)
+        assert f"resuming {job} from {ckpt.checkpoint_name(1)}" in again.stdout
+        assert ckpt.load_checkpoint(ckpt.latest(job))["datamanager"]["seed"] == seed
