@@ -128,6 +128,8 @@ def load_checkpoint(path: str | Path, map_location="cpu", require: tuple[str, ..
             problem = "not a PyTorch checkpoint (unknown file format)"
         elif isinstance(e, pickle.UnpicklingError):
             problem = _unpickling_problem(str(e))
+        elif "CUDA" in str(e) or "device" in str(e):  # tensors saved on a GPU this machine lacks
+            problem = f"cannot be loaded here ({str(e).splitlines()[0]})"
         else:
             problem = f"damaged or truncated ({str(e).split('. ')[0].strip() or type(e).__name__})"
         raise CheckpointError(path, problem) from e

@@ -21,6 +21,7 @@ from nerflite.cameras import Cameras, generate_rays, ndc_rays
 from nerflite.data.datamanager import eval_split
 from nerflite.data.scene import Scene
 from nerflite.engine import checkpoint as ckpt
+from nerflite.engine.checks import check_render_config
 from nerflite.engine.distributed import pick_device
 from nerflite.engine.evaluate import image_metrics, render_image, sdf_mesh, visualisations
 from nerflite.engine.logging import to_uint8
@@ -132,6 +133,7 @@ def render(cfg: DictConfig) -> Path:
     """Render ``cfg.run`` along ``cfg.path``; returns the output folder."""
     if cfg.path not in PATHS:
         raise ValueError(f"path must be one of {PATHS}, got {cfg.path!r}")
+    check_render_config(cfg)
     device = pick_device(cfg.device)
     run_cfg, scene, model, ckpt_path = load_run(cfg.run, cfg.ckpt, device, cfg.get("dataset_path"))
     kind = cfg.path if cfg.path != "auto" else ("spiral" if scene.ndc else "orbit")

@@ -21,6 +21,7 @@ from omegaconf import DictConfig, OmegaConf
 
 from nerflite.engine import checkpoint as ckpt
 from nerflite.engine import distributed as D
+from nerflite.engine.checks import check_device, check_train_config
 from nerflite.engine.evaluate import evaluate_and_log
 from nerflite.engine.logging import TBLogger, gpu_memory_mb
 from nerflite.engine.optim import make_optimizer, make_scheduler, scheduler_state
@@ -139,6 +140,7 @@ def train(cfg: DictConfig, run_dir: str | Path | None = None, overrides: list[st
     """Train the model ``cfg`` describes; see the module docstring. Returns a ``TrainResult``.
     ``overrides``: the command line's overrides (``key=value``); when resuming, the run's own
     config.yaml is used with only these applied (None: ``cfg`` as given)."""
+    check_device(cfg.trainer.device, "trainer.device")
     info = D.init_from_env(cfg.trainer.device)
     try:
         return _train(cfg, info, run_dir, overrides)
@@ -156,6 +158,7 @@ def _train(cfg: DictConfig, info: D.DistInfo, run_dir, overrides) -> TrainResult
     elif run_dir is None:
         run_dir = default_run_dir(cfg)
     run_dir = Path(D.broadcast_object(str(run_dir), info))
+    check_train_config(cfg)
 
     tcfg = cfg.trainer
     device = info.device

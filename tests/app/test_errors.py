@@ -259,3 +259,31 @@ def test_error_line_makes_each_kind_of_error_one_line(monkeypatch, capsys):
     monkeypatch.setenv("NERFLITE_DEBUG", "1")
     with pytest.raises(ValueError):  # the debug switch lets the exception (and its traceback) through
         EntryPoint().run(lambda: (_ for _ in ()).throw(ValueError("x")))
+
+
+@pytest.mark.parametrize("overrides", [[], ["experiment=lego"], ["experiment=fern"], ["experiment=dtu"], ["model=neus"]])
+def test_shipped_configs_pass_the_range_checks(overrides):
+    from nerflite.engine.checks import check_render_config, check_train_config
+
+    check_train_config(compose_config(overrides))
+    check_render_config(compose_config(["run=x"], name="render"))
+
+
+def test_settings_that_cannot_work_are_named():
+    from nerflite.engine.checks import check_device, check_render_config, check_train_config
+
+    cfg = compose_config(["trainer.ckpt_every=0", "trainer.lr=0", "trainer.adam_betas=[0.9]", "trainer.amp_dtype=f8"])
+    with pytest.raises(ValueError) as err:
+        check_train_config(cfg)
+    assert str(err.value) == (
+        "trainer.ckpt_every must be >= 1, got 0; trainer.lr must be > 0.0, got 0.0; "
+        "trainer.amp_dtype must be one of ('bf16', 'fp16'), got 'f8'; "
+        "trainer.adam_betas must be two values in [0, 1), got [0.9]"
+    )
+    with pytest.raises(ValueError, match=r"^frames must be >= 1, got 0; downscale must be > 0.0, got 0.0$"):
+        check_render_config(compose_config(["run=x", "frames=0", "downscale=0"], name="render"))
+    with pytest.raises(ValueError, match="device=gpu: not a device"):
+        check_device("gpu", "device")
+    if not torch.cuda.is_available():
+        with pytest.raises(ValueError, match=r"trainer.device=cuda:1: no CUDA GPU here"):
+            check_device("cuda:1", "trainer.device")
