@@ -185,7 +185,7 @@ def resume_config(saved: DictConfig, overrides: Sequence[str], source: str | Pat
             continue
         value = o.value()
         current = OmegaConf.select(cfg, key, default=_Absent)
-        if current is not _Absent and _plain(current) == value:
+        if current is not _Absent and (_plain(current) == value or _same_path(key, current, value)):
             continue
         if key in _REFUSED_KEYS:
             raise ValueError(
@@ -214,6 +214,11 @@ def _is_group(cfg: DictConfig, key: str, o) -> bool:
     if "." in key:
         return False
     return key not in cfg or (OmegaConf.is_dict(cfg[key]) and not isinstance(o.value(), dict))
+
+
+def _same_path(key: str, current, value) -> bool:
+    """``dataset.path`` given relative on the command line, recorded absolute by the run."""
+    return key == "dataset.path" and isinstance(value, str) and Path(value).resolve() == Path(str(current)).resolve()
 
 
 def _plain(value):

@@ -261,7 +261,10 @@ def test_error_line_makes_each_kind_of_error_one_line(monkeypatch, capsys):
         EntryPoint().run(lambda: (_ for _ in ()).throw(ValueError("x")))
 
 
-@pytest.mark.parametrize("overrides", [[], ["experiment=lego"], ["experiment=fern"], ["experiment=dtu"], ["model=neus"]])
+SHIPPED = [[], ["experiment=lego"], ["experiment=fern"], ["experiment=dtu"], ["model=neus"]]
+
+
+@pytest.mark.parametrize("overrides", SHIPPED)
 def test_shipped_configs_pass_the_range_checks(overrides):
     from nerflite.engine.checks import check_render_config, check_train_config
 

@@ -1,3 +1,4 @@
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -15,6 +16,7 @@ from nerflite.engine.runs import (
     open_run,
     resume_config,
     run_config,
+    saved_config,
 )
 from tests.app.helpers import TINY_NERF, TINY_RUN, compose_config
 
@@ -114,6 +116,8 @@ def test_resume_config_applies_only_the_given_overrides(tiny_scene):
     assert cfg.trainer.steps == 50 and cfg.model.chunk == 128 and cfg.trainer.lr == 1e-3 and cfg.resume is True
     assert cfg.model.netwidth == 16 and cfg.datamanager.rays_per_batch == 64  # the run's own, not the defaults
     assert saved.trainer.steps == 6  # the saved config is untouched
+    relative = os.path.relpath(scene)  # the original command repeated from the current folder
+    assert resume_config(saved, [f"dataset.path={relative}"])[1] == []
     cfg, applied, _ = resume_config(saved, ["~trainer.grad_clip"])
     assert applied == ["~trainer.grad_clip"] and cfg.trainer.grad_clip == 0.0  # deleted: back to the default
 
@@ -145,6 +149,15 @@ def test_open_run_names_what_is_wrong(tmp_path, tiny_scene):
     assert path.name == ckpt.checkpoint_name(1) and loaded["step"] == 1
     cfg = run_config(loaded, path)
     assert cfg.model.netwidth == 16
+    # Resuming reads the run's config.yaml; without one, the copy inside the checkpoint.
+    (run / "config.yaml").write_text(OmegaConf.to_yaml(OmegaConf.merge(saved, {"seed": 7})))
+    assert saved_config(run, loaded, path)[0].seed == 7
+    (run / "config.yaml").unlink()
+    from_ckpt, source = saved_config(run, loaded, path)
+    assert source == path and from_ckpt.model.netwidth == 16 and from_ckpt.seed == 0
+    (run / "config.yaml").write_text("model: [unclosed\n")
+    with pytest.raises(ValueError, match=r"config.yaml: not a readable config"):
+        saved_config(run, loaded, path)
     # The dataset moved: named, with the key that fixes it.
     loaded["config"] = OmegaConf.to_yaml(OmegaConf.merge(saved, {"dataset": {"path": str(tmp_path / "gone")}}))
     with pytest.raises(RunError, match=r"gone \(the run's dataset.path.*dataset_path=NEW_FOLDER"):
