@@ -95,9 +95,9 @@ class _Parts:
             self.scaler.load_state_dict(state["scaler"])
             self.dm.load_state_dict(state["datamanager"])
             ckpt.set_rng_state(state["rng"])
+            return int(state["step"])
         except (KeyError, ValueError, TypeError, RuntimeError, IndexError) as e:
             raise ckpt.CheckpointError(path, f"does not fit this run ({type(e).__name__}: {e}){hint}") from e
-        return int(state["step"])
 
 
 # ------------------------------------------------------------------------------------------------

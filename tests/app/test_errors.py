@@ -290,3 +290,12 @@ def test_settings_that_cannot_work_are_named():
     if not torch.cuda.is_available():
         with pytest.raises(ValueError, match=r"trainer.device=cuda:1: no CUDA GPU here"):
             check_device("cuda:1", "trainer.device")
+
+
+def test_resume_from_a_checkpoint_whose_state_does_not_fit_names_it(run_copy, one_thread):
+    path = run_copy / "checkpoints" / ckpt.checkpoint_name(6)
+    state = ckpt.load_checkpoint(path)
+    ckpt.atomic_save({**state, "rng": {"torch": "not a state"}}, path)  # complete, but a broken RNG state
+    cfg = compose_config([f"resume={run_copy}"])
+    with pytest.raises(ckpt.CheckpointError, match=r"step_000000006.pt: does not fit this run \(TypeError"):
+        train(cfg, overrides=[f"resume={run_copy}"])
