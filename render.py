@@ -2,28 +2,27 @@
 
 Writes PNG frames, MP4 videos and depth pictures (and metrics.json for path=test, a PLY mesh for
 NeuS with mesh=true) under <run>/renders/. Options: conf/render.yaml and docs/usage.md.
+Errors end in one `error: ...` line (NERFLITE_DEBUG=1: traceback).
 """
 
-import sys
-
 import hydra
-from omegaconf import DictConfig
+from omegaconf import DictConfig, OmegaConf
 
-from nerflite.data.scene import DatasetError
+from nerflite.engine.cli import EntryPoint
 from nerflite.engine.config import register_configs
 from nerflite.engine.render import render
 
 register_configs()
+entry = EntryPoint()
 
 
 @hydra.main(version_base="1.3", config_path="conf", config_name="render")
+@entry.job
 def main(cfg: DictConfig) -> None:
-    try:
-        render(cfg)
-    except (DatasetError, FileNotFoundError, ValueError) as e:
-        print(f"error: {e}", file=sys.stderr)
-        sys.exit(1)
+    if OmegaConf.is_missing(cfg, "run"):
+        raise ValueError("run: missing; give the run folder: python render.py run=outputs/<name>/<date_time>")
+    render(cfg)
 
 
 if __name__ == "__main__":
-    main()
+    entry.run(main)

@@ -2,29 +2,29 @@
 
 With no arguments it trains the embedded default (a generated synthetic scene with a small NeRF).
 The configuration lives in conf/ (see docs/usage.md); this file only hands it to
-`nerflite.engine.trainer.train`.
+`nerflite.engine.trainer.train`. Errors end in one `error: ...` line (NERFLITE_DEBUG=1: traceback).
 """
 
 import os
 import sys
 
 import hydra
+from hydra.core.hydra_config import HydraConfig
 from omegaconf import DictConfig
 
-from nerflite.data.scene import DatasetError
+from nerflite.engine.cli import EntryPoint
 from nerflite.engine.config import register_configs
-from nerflite.engine.trainer import TrainingDiverged, train
+from nerflite.engine.trainer import train
 
 register_configs()
+entry = EntryPoint()
 
 
 @hydra.main(version_base="1.3", config_path="conf", config_name="config")
+@entry.job
 def main(cfg: DictConfig) -> float | None:
-    try:
-        result = train(cfg)
-    except (DatasetError, TrainingDiverged, FileNotFoundError) as e:
-        print(f"error: {e}", file=sys.stderr)
-        sys.exit(1)
+    overrides = list(HydraConfig.get().overrides.task)  # applied to the run's own config on resume
+    result = train(cfg, overrides=overrides)
     if int(os.environ.get("RANK", "0")) == 0:
         print(f"run: {result.run_dir.resolve()}")
     return result.eval.get("psnr")  # the value a multirun sweeper optimises
@@ -33,4 +33,4 @@ def main(cfg: DictConfig) -> float | None:
 if __name__ == "__main__":
     if int(os.environ.get("RANK", "0")) > 0:  # under torchrun, rank 0 alone makes the run folder
         sys.argv += ["hydra.run.dir=.", "hydra.output_subdir=null", "hydra/job_logging=disabled"]
-    main()
+    entry.run(main)

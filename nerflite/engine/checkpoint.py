@@ -9,13 +9,21 @@ Writing is crash-safe: the bytes go to a temporary file in the same folder, whic
 fsynced, then renamed over the final name with ``os.replace`` (atomic on POSIX), and the folder
 is fsynced so the rename itself is durable. Older checkpoints are deleted only after the new one
 is complete, so a process killed at any moment leaves the previous checkpoint loadable.
+
+Loading never trusts a file: anything that is not a complete nerflite checkpoint (truncated by a
+disk or copy fault, refused by ``weights_only``, another kind of file, another model's tensors)
+raises ``CheckpointError`` naming the file and the problem; ``load_newest`` skips such files and
+falls back to the newest one that loads.
 """
 
 from __future__ import annotations
 
 import os
+import pickle
 import random
 import re
+import warnings
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
@@ -85,9 +93,115 @@ def save_checkpoint(run_dir: str | Path, step: int, state: dict, keep: int = 3) 
     return path
 
 
-def load_checkpoint(path: str | Path, map_location="cpu") -> dict:
-    """Load a checkpoint safely: ``weights_only=True`` refuses anything but tensors and plain data."""
-    return torch.load(path, map_location=map_location, weights_only=True)
+class CheckpointError(Exception):
+    """A checkpoint that cannot be used: the message names the file and the problem (shown to users
+    without a traceback)."""
+
+    def __init__(self, path: str | Path, problem: str):
+        self.path = Path(path)
+        self.problem = problem
+        super().__init__(f"{path}: {problem}")
+
+
+MODEL_KEYS = ("step", "model", "config")  # what rendering needs of a checkpoint
+RESUME_KEYS = (*MODEL_KEYS, "optimizer", "scheduler", "scaler", "datamanager", "rng")  # what resuming needs
+_REFUSED_GLOBAL = re.compile(r"Unsupported global: GLOBAL ([\w.]+)")
+
+
+def load_checkpoint(path: str | Path, map_location="cpu", require: tuple[str, ...] = ()) -> dict:
+    """Load a checkpoint safely: ``weights_only=True`` refuses anything but tensors and plain data.
+    ``require``: keys the checkpoint must hold. Any problem raises ``CheckpointError``."""
+    path = Path(path)
+    if not path.exists():
+        raise CheckpointError(path, "no such file")
+    if not path.is_file():
+        raise CheckpointError(path, "not a file")
+    if path.stat().st_size == 0:
+        raise CheckpointError(path, "empty file (0 bytes): damaged or truncated")
+    try:
+        with warnings.catch_warnings():  # torch's warnings about foreign pickles: the error says it all
+            warnings.simplefilter("ignore", UserWarning)
+            state = torch.load(path, map_location=map_location, weights_only=True)
+    except Exception as e:  # noqa: BLE001  (torch reports damage as RuntimeError, EOFError, KeyError, ...)
+        kind = _file_kind(path)
+        if kind == "other":
+            problem = "not a PyTorch checkpoint (unknown file format)"
+        elif isinstance(e, pickle.UnpicklingError):
+            problem = _unpickling_problem(str(e))
+        elif "CUDA" in str(e) or "device" in str(e):  # tensors saved on a GPU this machine lacks
+            problem = f"cannot be loaded here ({str(e).splitlines()[0]})"
+        else:
+            problem = f"damaged or truncated ({str(e).split('. ')[0].strip() or type(e).__name__})"
+        raise CheckpointError(path, problem) from e
+    if not isinstance(state, dict):
+        raise CheckpointError(path, f"not a nerflite checkpoint (holds a {type(state).__name__}, not a dict)")
+    missing = [k for k in require if k not in state]
+    if missing:
+        raise CheckpointError(path, f"not a complete nerflite checkpoint (missing {', '.join(missing)})")
+    return state
+
+
+def _unpickling_problem(message: str) -> str:
+    if "Weights only load failed" not in message:
+        return f"damaged, or not a PyTorch checkpoint ({message.splitlines()[0] if message else 'unreadable data'})"
+    found = _REFUSED_GLOBAL.search(message)
+    what = f"a pickled object ({found.group(1)})" if found else "pickled data beyond tensors and plain values"
+    return (
+        f"refused: it holds {what} that safe loading (weights_only) does not allow; "
+        "nerflite never writes such checkpoints, and loading one could run code"
+    )
+
+
+def _file_kind(path: Path) -> str:
+    """'zip' (torch.save's archive), 'pickle' (its legacy format, or a plain pickle) or 'other'."""
+    with open(path, "rb") as f:
+        head = f.read(4)
+    return "zip" if head == b"PK\x03\x04" else "pickle" if head[:1] == b"\x80" else "other"
+
+
+def load_newest(
+    paths: list[Path], map_location="cpu", require: tuple[str, ...] = MODEL_KEYS, warn: Callable[[str], None] = print
+) -> tuple[Path, dict]:
+    """The first of ``paths`` (newest first) that loads, and its state; each one skipped is reported
+    through ``warn`` (one line naming it and why). ``CheckpointError`` naming them all if none loads
+    (just its own when there is one)."""
+    if len(paths) == 1:
+        return paths[0], load_checkpoint(paths[0], map_location, require)
+    problems = []
+    for path in paths:
+        try:
+            return path, load_checkpoint(path, map_location, require)
+        except CheckpointError as e:
+            problems.append(e)
+            warn(f"warning: skipping checkpoint {path}: {e.problem}")
+    if not problems:
+        raise CheckpointError("(none)", "no checkpoint to load")
+    folder = problems[0].path.parent
+    names = "; ".join(f"{e.path.name}: {e.problem}" for e in problems)
+    raise CheckpointError(folder, f"no checkpoint loads ({names})")
+
+
+def check_model_state(model: torch.nn.Module, state: dict, path: str | Path, hint: str = "") -> None:
+    """``CheckpointError`` unless ``state`` (a model state dict) has exactly ``model``'s tensors and shapes;
+    ``hint`` ends the message (e.g. the overrides that changed the model)."""
+    expected = model.state_dict()
+    if not isinstance(state, dict):
+        raise CheckpointError(path, "its model state is not a state dict")
+    missing = [k for k in expected if k not in state]
+    unexpected = [k for k in state if k not in expected]
+    resized = [k for k in expected if k in state and tuple(state[k].shape) != tuple(expected[k].shape)]
+    if not (missing or unexpected or resized):
+        return
+    if resized:
+        k = resized[0]
+        what = (
+            f"{len(resized)} tensor(s) differ in shape, e.g. {k} is {list(state[k].shape)} in the checkpoint, "
+            f"{list(expected[k].shape)} in the model"
+        )
+    else:
+        what = f"{len(missing)} tensor(s) missing, {len(unexpected)} unexpected (e.g. {(missing or unexpected)[0]})"
+    hint = hint or "; trained with other model settings?"
+    raise CheckpointError(path, f"does not fit the model of the config: {what}{hint}")
 
 
 # ---------------------------------------------------------------------------------------------

@@ -96,6 +96,7 @@ class RenderConfig:
     mesh_res: int = 256  # NeuS: marching-cubes grid resolution
     device: str = "auto"  # auto | cpu | cuda
     video: bool = True  # write an MP4 besides the PNG frames
+    dataset_path: str | None = None  # the run's dataset folder, if it moved since training (default: as trained)
 
 
 MODEL_SCHEMAS = {"nerf": NeRFConfig, "neus": NeuSConfig}  # model.name -> its config dataclass

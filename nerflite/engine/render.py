@@ -21,25 +21,25 @@ from nerflite.cameras import Cameras, generate_rays, ndc_rays
 from nerflite.data.datamanager import eval_split
 from nerflite.data.scene import Scene
 from nerflite.engine import checkpoint as ckpt
+from nerflite.engine.checks import check_render_config
 from nerflite.engine.distributed import pick_device
 from nerflite.engine.evaluate import evaluate_views, render_image, sdf_mesh, visualisations
 from nerflite.engine.logging import to_uint8
+from nerflite.engine.runs import open_run, run_config
 from nerflite.engine.setup import build_datamanager, build_model, build_scene
 from nerflite.rays import RayBundle
 
 PATHS = ("auto", "orbit", "spiral", "test")
 
 
-def load_run(run: str | Path, ckpt_path: str | Path | None, device: torch.device):
-    """(run config, scene, model in eval mode, checkpoint path) of a run folder."""
-    run = Path(run)
-    path = Path(ckpt_path) if ckpt_path else ckpt.latest(run)
-    if path is None or not path.is_file():
-        raise FileNotFoundError(f"no checkpoint in {run / ckpt.CKPT_DIR}" if not ckpt_path else f"{path}: not a file")
-    state = ckpt.load_checkpoint(path, map_location=device)
-    run_cfg = OmegaConf.create(state["config"])
+def load_run(run: str | Path, ckpt_path: str | Path | None, device: torch.device, dataset_path: str | None = None):
+    """(run config, scene, model in eval mode, checkpoint path) of a run folder (its newest checkpoint
+    that loads, or ``ckpt_path``); ``dataset_path``: where the run's dataset is now, if it moved."""
+    path, state = open_run(run, ckpt_path, map_location=device)
+    run_cfg = run_config(state, path, dataset_path)
     scene = build_scene(run_cfg.dataset)
     model = build_model(run_cfg.model, scene).to(device)
+    ckpt.check_model_state(model, state["model"], path)
     model.load_state(state["model"], int(state["step"]))
     model.eval()
     return run_cfg, scene, model, path
@@ -130,8 +130,9 @@ def render(cfg: DictConfig) -> Path:
     """Render ``cfg.run`` along ``cfg.path``; returns the output folder."""
     if cfg.path not in PATHS:
         raise ValueError(f"path must be one of {PATHS}, got {cfg.path!r}")
+    check_render_config(cfg)
     device = pick_device(cfg.device)
-    run_cfg, scene, model, ckpt_path = load_run(cfg.run, cfg.ckpt, device)
+    run_cfg, scene, model, ckpt_path = load_run(cfg.run, cfg.ckpt, device, cfg.get("dataset_path"))
     kind = cfg.path if cfg.path != "auto" else ("spiral" if scene.ndc else "orbit")
     out = Path(cfg.out) if cfg.out else Path(cfg.run) / "renders" / f"{kind}_{ckpt_path.stem}"
     out.mkdir(parents=True, exist_ok=True)

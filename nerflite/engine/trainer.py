@@ -21,10 +21,11 @@ from omegaconf import DictConfig, OmegaConf
 
 from nerflite.engine import checkpoint as ckpt
 from nerflite.engine import distributed as D
+from nerflite.engine.checks import check_device, check_train_config
 from nerflite.engine.evaluate import evaluate_and_log, write_test_metrics
 from nerflite.engine.logging import TBLogger, gpu_memory_mb
 from nerflite.engine.optim import make_optimizer, make_scheduler, scheduler_state
-from nerflite.engine.runs import default_run_dir, find_resume_checkpoint, run_dir_of_checkpoint
+from nerflite.engine.runs import default_run_dir, find_resume, load_resume, sweep_job
 from nerflite.engine.setup import build_datamanager, build_model, build_scene, seed_everything
 
 
@@ -83,16 +84,21 @@ class _Parts:
             "config": resolved_config,
         }
 
-    def restore(self, state: dict) -> int:
-        """Load a checkpoint's state; returns its step (the next step to run)."""
+    def restore(self, state: dict, path: Path, hint: str = "") -> int:
+        """Load a checkpoint's state; returns its step (the next step to run). A checkpoint that does
+        not fit this run raises ``CheckpointError`` naming ``path`` (``hint`` ends the message)."""
+        ckpt.check_model_state(self.model, state["model"], path, hint)
         self.model.load_state(state["model"], int(state["step"]))
-        self.optimizer.load_state_dict(state["optimizer"])
-        n_groups = len(self.optimizer.param_groups)
-        self.scheduler.load_state_dict({**state["scheduler"], "lr_lambdas": [None] * n_groups})
-        self.scaler.load_state_dict(state["scaler"])
-        self.dm.load_state_dict(state["datamanager"])
-        ckpt.set_rng_state(state["rng"])
-        return int(state["step"])
+        try:
+            self.optimizer.load_state_dict(state["optimizer"])
+            n_groups = len(self.optimizer.param_groups)
+            self.scheduler.load_state_dict({**state["scheduler"], "lr_lambdas": [None] * n_groups})
+            self.scaler.load_state_dict(state["scaler"])
+            self.dm.load_state_dict(state["datamanager"])
+            ckpt.set_rng_state(state["rng"])
+            return int(state["step"])
+        except (KeyError, ValueError, TypeError, RuntimeError, IndexError) as e:
+            raise ckpt.CheckpointError(path, f"does not fit this run ({type(e).__name__}: {e}){hint}") from e
 
 
 # ------------------------------------------------------------------------------------------------
@@ -131,16 +137,30 @@ class _StopFlag:
 # The loop
 
 
-def train(cfg: DictConfig, run_dir: str | Path | None = None) -> TrainResult:
-    """Train the model ``cfg`` describes; see the module docstring. Returns a ``TrainResult``."""
+def train(cfg: DictConfig, run_dir: str | Path | None = None, overrides: list[str] | None = None) -> TrainResult:
+    """Train the model ``cfg`` describes; see the module docstring. Returns a ``TrainResult``.
+    ``overrides``: the command line's overrides (``key=value``); when resuming, the run's own
+    config.yaml is used with only these applied (None: ``cfg`` as given)."""
+    check_device(cfg.trainer.device, "trainer.device")
     info = D.init_from_env(cfg.trainer.device)
     try:
-        return _train(cfg, info, run_dir)
+        return _train(cfg, info, run_dir, overrides)
     finally:
         D.cleanup()
 
 
-def _train(cfg: DictConfig, info: D.DistInfo, run_dir) -> TrainResult:
+def _train(cfg: DictConfig, info: D.DistInfo, run_dir, overrides) -> TrainResult:
+    target = find_resume(cfg.resume, cfg.output_root, cfg.name, sweep_job()) if info.is_main else None
+    target = D.broadcast_object(target, info)
+    resumed = None
+    if target is not None:
+        resumed = load_resume(target, overrides, map_location=info.device, verbose=info.is_main)
+        cfg, run_dir = resumed.config or cfg, target.run_dir
+    elif run_dir is None:
+        run_dir = default_run_dir(cfg)
+    run_dir = Path(D.broadcast_object(str(run_dir), info))
+    check_train_config(cfg)
+
     tcfg = cfg.trainer
     device = info.device
     if device.type == "cpu" and tcfg.cpu_threads > 0:
@@ -150,22 +170,15 @@ def _train(cfg: DictConfig, info: D.DistInfo, run_dir) -> TrainResult:
         torch.backends.cuda.matmul.allow_tf32 = tf32
         torch.backends.cudnn.allow_tf32 = tf32
 
-    resume_from = find_resume_checkpoint(cfg.resume, cfg.output_root, cfg.name) if info.is_main else None
-    resume_from = D.broadcast_object(resume_from, info)
-    if resume_from is not None:
-        run_dir = run_dir_of_checkpoint(resume_from)
-    elif run_dir is None:
-        run_dir = default_run_dir(cfg)
-    run_dir = Path(D.broadcast_object(str(run_dir), info))
-
     cfg = _for_run(cfg)
     parts = _Parts.build(cfg, info)
     model, dm = parts.model, parts.dm
     start = 0
-    if resume_from is not None:
-        start = parts.restore(ckpt.load_checkpoint(resume_from, map_location=device))
+    if resumed is not None:
+        start = parts.restore(resumed.state, resumed.path, resumed.model_hint)
         if info.is_main:
-            print(f"resuming {run_dir} from {resume_from.name} (step {start})")
+            print(f"resuming {run_dir} from {resumed.path.name} (step {start})")
+        resumed = None  # frees the loaded tensors (the model and optimizer hold copies)
 
     resolved = OmegaConf.to_yaml(cfg, resolve=True)
     if info.is_main:

@@ -2,6 +2,7 @@ import random
 import subprocess
 import sys
 import textwrap
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -91,3 +92,61 @@ def test_killed_while_writing_keeps_previous_checkpoint(tmp_path, mode):
     ckpt.save_checkpoint(tmp_path, 3, {"w": torch.zeros(1)})
     assert not [p for p in folder.iterdir() if ".tmp" in p.name]
     assert ckpt.latest(tmp_path).name == ckpt.checkpoint_name(3)
+
+
+def _write(path, kind: str) -> None:
+    if kind == "truncated":
+        ckpt.atomic_save({"step": 1, "model": {"w": torch.zeros(1000)}, "config": "a: 1\n"}, path)
+        path.write_bytes(path.read_bytes()[:500])
+    elif kind == "empty":
+        path.write_bytes(b"")
+    elif kind == "text":
+        path.write_text("dataset: lego\n")
+    elif kind == "pickled_object":
+        torch.save({"step": 1, "model": {}, "config": "", "path": Path("/tmp")}, path)
+    elif kind == "tensors_only":
+        torch.save({"weight": torch.zeros(2)}, path)
+
+
+@pytest.mark.parametrize(
+    "kind, problem",
+    [
+        ("truncated", r"damaged or truncated \(PytorchStreamReader"),
+        ("empty", r"empty file \(0 bytes\)"),
+        ("text", r"not a PyTorch checkpoint"),
+        ("pickled_object", r"refused: it holds a pickled object \(pathlib.PosixPath\).*weights_only"),
+        ("tensors_only", r"not a complete nerflite checkpoint \(missing step, model, config\)"),
+    ],
+)
+def test_load_checkpoint_names_the_file_and_the_problem(tmp_path, kind, problem):
+    path = tmp_path / "step_000000001.pt"
+    _write(path, kind)
+    with pytest.raises(ckpt.CheckpointError, match=problem) as err:
+        ckpt.load_checkpoint(path, require=ckpt.MODEL_KEYS)
+    assert str(err.value).startswith(f"{path}: ") and "\n" not in str(err.value)
+
+
+def test_load_newest_skips_damaged_checkpoints(tmp_path):
+    for step in (1, 2, 3):
+        ckpt.save_checkpoint(tmp_path, step, {"model": {"w": torch.full((10,), float(step))}, "config": ""})
+    paths = ckpt.list_checkpoints(tmp_path / "checkpoints")[::-1]
+    _write(paths[0], "truncated")
+    _write(paths[1], "pickled_object")
+    said = []
+    path, state = ckpt.load_newest(paths, warn=said.append)
+    assert path == paths[2] and state["step"] == 1 and state["model"]["w"][0] == 1.0
+    assert len(said) == 2 and paths[0].name in said[0] and "truncated" in said[0] and "refused" in said[1]
+    _write(paths[2], "empty")
+    with pytest.raises(ckpt.CheckpointError, match=r"no checkpoint loads \(step_000000003.pt: damaged.*step_000000001"):
+        ckpt.load_newest(paths, warn=said.append)
+    with pytest.raises(ckpt.CheckpointError, match="step_000000001.pt: empty file"):
+        ckpt.load_newest(paths[2:])  # one named file: its own problem
+
+
+def test_check_model_state_names_mismatched_tensors():
+    small, big = torch.nn.Linear(3, 2), torch.nn.Linear(3, 4)
+    ckpt.check_model_state(small, small.state_dict(), "a.pt")
+    with pytest.raises(ckpt.CheckpointError, match=r"a.pt: .*weight is \[4, 3\] in the checkpoint, \[2, 3\]"):
+        ckpt.check_model_state(small, big.state_dict(), "a.pt")
+    with pytest.raises(ckpt.CheckpointError, match=r"1 tensor\(s\) missing, 1 unexpected"):
+        ckpt.check_model_state(small, {"weight": small.weight, "other": small.bias}, "a.pt")

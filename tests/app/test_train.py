@@ -115,3 +115,17 @@ def test_trainer_amp_switches_the_models_autocast(tiny_cfg):
     assert cfg.model.amp == "none"  # the caller's config is untouched
     saved = OmegaConf.create((result.run_dir / "config.yaml").read_text())
     assert saved.model.amp == "bf16" and all(math.isfinite(x) for x in result.losses)
+
+
+def test_resume_uses_the_runs_own_config_with_only_the_given_overrides(tiny_cfg, tiny_scene, tmp_path, capsys):
+    run = train(tiny_cfg("trainer.eval_every=0")).run_dir
+    # The resuming command line gives no model sizes: its composed config has the default (larger)
+    # model, which the run's checkpoint does not fit. The run's own config.yaml is used instead.
+    overrides = [f"resume={run}", "trainer.steps=8"]
+    cfg = compose_config([f"dataset.path={tiny_scene('blender')}", *overrides])
+    assert cfg.model.netwidth != 16
+    more = train(cfg, overrides=overrides)
+    assert more.run_dir == run and more.step == 8 and len(more.losses) == 2
+    assert "resume: applying overrides trainer.steps=8" in capsys.readouterr().out
+    saved = OmegaConf.create((run / "config.yaml").read_text())
+    assert saved.model.netwidth == 16 and saved.trainer.steps == 8 and saved.datamanager.rays_per_batch == 64
