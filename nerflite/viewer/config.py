@@ -21,8 +21,8 @@ class ViewerConfig:
     mesh_res: int = 128  # default grid resolution of the mesh button (NeuS)
 
     def __post_init__(self) -> None:
-        if not 0.0 < self.budget <= 1.0:
-            raise ValueError(f"viewer.budget must be in (0, 1], got {self.budget}")
+        if not 0.0 < self.budget < 1.0:
+            raise ValueError(f"viewer.budget must be in (0, 1), got {self.budget}")
         if self.image_format not in ("jpeg", "png"):
             raise ValueError(f"viewer.image_format must be jpeg or png, got {self.image_format!r}")
         for key in ("preview_res", "max_res", "mesh_res"):

@@ -128,37 +128,37 @@ def eval_mode(model: Model):
 class Budget:
     """The viewer's share of wall time while training runs: time spent training earns credit at
     ``share / (1 - share)`` seconds per second, rendering spends it; the viewer renders only with
-    credit left, so over time it takes about ``share`` of the wall clock. ``share >= 1``: unlimited.
+    credit left, so over time it takes about ``share`` (in (0, 1)) of the wall clock.
     Credit is capped at ``cap_s`` so that a long quiet spell does not buy a long stall later."""
 
-    def __init__(self, share: float, cap_s: float = 0.5):
-        if not 0.0 < share <= 1.0:
-            raise ValueError(f"viewer.budget must be in (0, 1], got {share}")
-        self.rate = math.inf if share >= 1.0 else share / (1.0 - share)
+    def __init__(self, share: float, cap_s: float = 0.5, clock=time.perf_counter):
+        if not 0.0 < share < 1.0:
+            raise ValueError(f"viewer.budget must be in (0, 1), got {share}")
+        self.rate = share / (1.0 - share)
         self.cap_s = cap_s
+        self.clock = clock
         self.credit = cap_s
-        self.mark = time.perf_counter()
+        self.mark = clock()
         self.spent_s = 0.0  # viewer seconds in total
         self.start = self.mark
 
     def earn(self) -> None:
         """Credit for the time since the viewer last worked (time the training used)."""
-        now = time.perf_counter()
-        earned = math.inf if math.isinf(self.rate) else (now - self.mark) * self.rate
-        self.credit = min(self.cap_s, self.credit + earned)
+        now = self.clock()
+        self.credit = min(self.cap_s, self.credit + (now - self.mark) * self.rate)
         self.mark = now
 
     def available(self) -> bool:
-        return math.isinf(self.rate) or self.credit > 0.0
+        return self.credit > 0.0
 
     def spend(self, seconds: float) -> None:
         self.credit -= seconds
         self.spent_s += seconds
-        self.mark = time.perf_counter()
+        self.mark = self.clock()
 
     def share_used(self) -> float:
         """Fraction of the wall clock since the start spent by the viewer."""
-        return self.spent_s / max(time.perf_counter() - self.start, 1e-9)
+        return self.spent_s / max(self.clock() - self.start, 1e-9)
 
 
 @dataclass

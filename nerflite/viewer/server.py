@@ -162,7 +162,7 @@ class Viewer:
 
     def _setup_gui(self, model: Model) -> None:
         gui = self.server.gui
-        gui.configure_theme(show_share_button=False, control_layout="collapsible")
+        gui.configure_theme(show_share_button=False)
         self.status_md = gui.add_markdown(self.status or "starting")
         options = [k for k in OUTPUTS if k in self.keys]
         dropdown = gui.add_dropdown("Output", options=tuple(options), initial_value="rgb")
@@ -242,8 +242,9 @@ class Viewer:
         job = self._next_job()
         if job is None:
             return did
+        until = time.perf_counter() + 0.1  # unlimited: still come back often to see pause / resume
         with eval_mode(model):
-            while job is not None and (not limited or self.budget.available()):
+            while job is not None and (self.budget.available() if limited else time.perf_counter() < until):
                 t0 = time.perf_counter()
                 job.step(model)
                 if job.finished:
