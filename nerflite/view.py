@@ -8,6 +8,7 @@ whatever the browsers ask for until Ctrl-C. Keys: ``nerflite.viewer.config.ViewC
 
 from __future__ import annotations
 
+import re
 import sys
 import threading
 
@@ -42,6 +43,9 @@ def open_run(cfg: ViewConfig) -> tuple[Viewer | None, object]:
     run_cfg, scene, model, path = load_run(cfg.run, cfg.ckpt or None, device)
     chunk = int(run_cfg.model.get("chunk", 4096))
     viewer = start_viewer(cfg, scene, model, chunk, total_steps=None, status=f"{cfg.run} ({path.name})")
+    if viewer is not None:
+        digits = re.findall(r"\d+", path.stem)
+        viewer.step = int(digits[-1]) if digits else 0
     return viewer, model
 
 

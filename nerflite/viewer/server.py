@@ -118,6 +118,7 @@ class Viewer:
         self.output = "rgb"
         self.step, self.scalars, self.status = 0, {}, status
         self.frames_sent = 0
+        self.last_frame: np.ndarray | None = None  # the last picture sent (uint8 [h, w, 3])
         self._paused = threading.Event()
         self._mesh_request: int | None = None
         self._status_at = 0.0
@@ -138,7 +139,7 @@ class Viewer:
         aspect = [float(w) / float(h) for w, h in zip(train.width, train.height)]
         self.server.scene.set_up_direction(tuple(float(v) for v in up))
         init = self.server.initial_camera
-        init.position = tuple(float(v) for v in c2w[0, :, 3])
+        init.position = tuple(float(v) for v in center + 1.5 * (c2w[0, :, 3] - center))  # behind view 0
         init.look_at = tuple(float(v) for v in center)
         init.up = tuple(float(v) for v in up)
         init.fov = fov[0]
@@ -290,6 +291,7 @@ class Viewer:
         c.handle.scene.set_background_image(pic, format=fmt, jpeg_quality=self.cfg.jpeg_quality)
         c.job, c.shown, c.shown_at, c.shown_step = None, (version, level), time.perf_counter(), self.step
         self.frames_sent += 1
+        self.last_frame = pic
 
     def _mesh(self, model: Model) -> bool:
         with self.lock:
@@ -316,7 +318,7 @@ class Viewer:
         self._status_at = now
         s = self.scalars
         if self.total_steps is None:
-            line = f"**step {self.step}** (finished run)"
+            line = f"**finished run** at step {self.step}"
         else:
             line = f"**step {self.step} / {self.total_steps}**" + (" (paused)" if self.paused() else "")
             if "train/loss" in s:
