@@ -41,6 +41,7 @@ class ViewerClient:
         self.formats: list[str] = []
         self.gui: dict[str, dict] = {}  # label -> the GUI element's creation message (uuid, props, value)
         self.messages: list[str] = []  # types of every message received
+        self.last: dict[str, dict] = {}  # type -> the last message of that type
         self._lock = threading.Lock()
         self._thread = threading.Thread(target=self._receive, name="viewer-client", daemon=True)
         self._thread.start()
@@ -54,6 +55,7 @@ class ViewerClient:
                     kind = msg.get("type", "")
                     with self._lock:
                         self.messages.append(kind)
+                        self.last[kind] = msg
                         if kind.startswith("Gui") and "props" in msg and "label" in (msg["props"] or {}):
                             self.gui[msg["props"]["label"]] = msg
                     if kind == "BackgroundImageMessage" and msg.get("rgb_data") is not None:

@@ -12,7 +12,7 @@ from __future__ import annotations
 import math
 import time
 from contextlib import contextmanager
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 import numpy as np
 import torch
@@ -89,6 +89,22 @@ def browser_cameras(cam: BrowserCamera, width: int, height: int) -> Cameras:
         one(fy), one(fy), one(width / 2.0), one(height / 2.0),
         one(width, torch.int64), one(height, torch.int64), torch.tensor(c2w[None], dtype=torch.float32),
     )
+
+
+def ray_bounds(scene: Scene, position, distances: tuple[float, float]) -> tuple[float, float]:
+    """(near, far) for a browser camera at ``position``: the scene's own while the camera is as far
+    from the scene centre as some training camera (``distances``: their min and max), shifted by
+    how much nearer or farther it is otherwise, so flying out (or in) keeps the scene in range.
+    NDC scenes keep theirs (NDC depths do not depend on the distance)."""
+    if scene.ndc:
+        return scene.near, scene.far
+    d = float(np.linalg.norm(np.asarray(position, np.float64) - scene.sphere_center.double().numpy()))
+    lo, hi = distances
+    shift = d - hi if d > hi else (d - lo if d < lo else 0.0)
+    if shift == 0.0:
+        return scene.near, scene.far
+    near = max(scene.near + shift, 0.0)
+    return near, max(scene.far + shift, near + 1e-3)
 
 
 def picture(outputs: dict[str, Tensor], kind: str) -> np.ndarray:
@@ -176,8 +192,15 @@ class FrameJob:
     parts: dict[str, list[Tensor]] = field(default_factory=dict)
 
     @staticmethod
-    def of_camera(scene: Scene, cam: BrowserCamera, longest: int, chunk: int, keys: list[str], tag=None) -> FrameJob:
+    def of_camera(scene: Scene, cam: BrowserCamera, longest: int, chunk: int, keys: list[str], tag=None,
+                  distances: tuple[float, float] | None = None) -> FrameJob:
+        """The frame of a browser camera; ``distances`` (of the training cameras from the scene
+        centre) moves near / far with a camera beyond them (``ray_bounds``)."""
         w, h = frame_size(cam.width, cam.height, longest)
+        if distances is not None:
+            near, far = ray_bounds(scene, cam.position, distances)
+            if (near, far) != (scene.near, scene.far):
+                scene = replace(scene, near=near, far=far)
         rays = camera_rays(scene, browser_cameras(cam, w, h), 0)
         return FrameJob(rays, h, w, chunk, keys, tag)
 

@@ -134,12 +134,14 @@ class Viewer:
         up = up / max(np.linalg.norm(up), 1e-9)
         center = self.scene.sphere_center.double().numpy()
         dist = np.linalg.norm(c2w[:, :, 3] - center, axis=-1)
-        scale = 0.08 * float(np.median(dist)) if len(dist) else 0.1
+        self.distances = (float(dist.min()), float(dist.max())) if len(dist) else None
+        scale = 0.04 * float(np.median(dist)) if len(dist) else 0.1
         fov = [2.0 * math.atan(float(h) / (2.0 * float(fy))) for h, fy in zip(train.height, train.fy)]
         aspect = [float(w) / float(h) for w, h in zip(train.width, train.height)]
         self.server.scene.set_up_direction(tuple(float(v) for v in up))
         init = self.server.initial_camera
-        init.position = tuple(float(v) for v in center + 1.5 * (c2w[0, :, 3] - center))  # behind view 0
+        back = center + 1.4 * (c2w[0, :, 3] - center) + 0.25 * float(dist[0]) * up  # behind and above view 0
+        init.position = tuple(float(v) for v in back)
         init.look_at = tuple(float(v) for v in center)
         init.up = tuple(float(v) for v in up)
         init.fov = fov[0]
@@ -270,7 +272,8 @@ class Viewer:
                 if level is None or camera.width <= 0 or camera.height <= 0:
                     continue
                 res = self.preview_res if level == PREVIEW else self.refined_res
-                c.job = FrameJob.of_camera(self.scene, camera, res, self.chunk, self.keys, (version, level, output, c))
+                tag = (version, level, output, c)
+                c.job = FrameJob.of_camera(self.scene, camera, res, self.chunk, self.keys, tag, self.distances)
             return c.job
         return None
 

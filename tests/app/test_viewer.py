@@ -28,6 +28,7 @@ from nerflite.viewer.frames import (
     Budget,
     browser_cameras,
     frame_size,
+    ray_bounds,
     rotation_from_wxyz,
     wxyz_from_rotation,
 )
@@ -104,6 +105,16 @@ def test_frame_size_keeps_the_aspect_and_never_exceeds_the_canvas():
     assert frame_size(600, 800, 64) == (48, 64)
     assert frame_size(30, 20, 64) == (30, 20)  # never larger than the canvas
     assert frame_size(1000, 1, 10) == (10, 1)
+
+
+def test_ray_bounds_follow_a_camera_beyond_the_training_distances(tiny_scene):
+    from nerflite.engine.setup import build_scene
+
+    scene = build_scene(compose_config([f"dataset.path={tiny_scene('blender')}"]).dataset)  # near 2, far 6
+    assert (scene.near, scene.far) == (2.0, 6.0)
+    assert ray_bounds(scene, (0.0, 0.0, 4.0), (3.5, 4.5)) == (2.0, 6.0)  # within: the scene's own
+    assert ray_bounds(scene, (0.0, 0.0, 8.5), (3.5, 4.5)) == pytest.approx((6.0, 10.0))  # 4 farther out
+    assert ray_bounds(scene, (0.0, 0.0, 1.5), (3.5, 4.5)) == pytest.approx((0.0, 4.0))  # 2 nearer
 
 
 def test_budget_keeps_the_viewer_to_its_share_of_wall_time():
@@ -210,9 +221,12 @@ def test_client_gets_render_py_pixels_for_the_same_camera(tiny_cfg, served, tmp_
     client.send({"type": "SceneNodeClickMessage", "name": "/cameras/0003", "instance_index": None,
                  "ray_origin": [0.0, 0.0, 0.0], "ray_direction": [0.0, 0.0, 1.0], "screen_pos": [0.5, 0.5],
                  "modifier": None})
-    wait_for(lambda: "SetCameraPositionMessage" in client.messages[n_before:], what="the jump")
-    train_cams = scene.cameras[scene.split("train")]
-    assert viewer.frames_sent >= 6 and len(train_cams) > 3
+    wait_for(lambda: "SetCameraLookAtMessage" in client.messages[n_before:], what="the jump")
+    train_c2w = scene.cameras[scene.split("train")].c2w[3].double().numpy()
+    np.testing.assert_allclose(client.last["SetCameraPositionMessage"]["position"], train_c2w[:, 3], atol=1e-6)
+    look = np.asarray(client.last["SetCameraLookAtMessage"]["look_at"]) - train_c2w[:, 3]
+    np.testing.assert_allclose(look / np.linalg.norm(look), train_c2w[:, 2], atol=1e-6)  # looking along its axis
+    assert viewer.frames_sent >= 6
 
 
 def test_training_with_a_client_watching_gives_the_same_losses_and_pauses(tiny_cfg, monkeypatch):
