@@ -13,6 +13,7 @@ from __future__ import annotations
 import contextlib
 import errno
 import io
+import logging
 import math
 import socket
 import threading
@@ -63,6 +64,8 @@ def _start_viser(host: str, port: int, timeout_s: float):
     def run():
         try:
             import viser
+
+            logging.getLogger("websockets").setLevel(logging.WARNING)  # no INFO line per open / close
 
             with contextlib.redirect_stdout(io.StringIO()):
                 box["server"] = viser.ViserServer(host=host, port=port, label="nerflite", verbose=False)
