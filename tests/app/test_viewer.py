@@ -336,3 +336,23 @@ def test_neus_runs_show_normals_and_extract_a_mesh(tiny_scene, tmp_path, served,
     # NeuS starts from a sphere (geometric initialisation), so after 2 steps there is a surface
     assert "vertices" in viewer.status, viewer.status
     wait_for(lambda: "GlbMessage" in client.messages, what="the mesh message")
+
+
+def test_train_py_viewer_true_prints_the_url_and_python_m_view_reports_errors(tiny_scene, tmp_path):
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    from tests.app.helpers import TINY_NERF
+
+    repo = Path(__file__).resolve().parents[2]
+    cmd = [sys.executable, "train.py", "viewer=true", "viewer.port=0", f"dataset.path={tiny_scene('blender')}",
+           f"output_root={tmp_path / 'outputs'}", *TINY_NERF, *TINY_RUN, "trainer.steps=2", "trainer.eval_every=0"]
+    env = {"OMP_NUM_THREADS": "1", "PATH": "/usr/bin:/bin"}
+    done = subprocess.run(cmd, cwd=repo, capture_output=True, text=True, timeout=240, env=env)
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert re.search(r"^viewer: http://localhost:\d+$", done.stdout, re.M), done.stdout
+    assert "websockets" not in done.stdout + done.stderr
+    view = subprocess.run([sys.executable, "-m", "nerflite.view", f"run={tmp_path / 'none'}"], cwd=repo,
+                          capture_output=True, text=True, timeout=120, env=env)
+    assert view.returncode == 1 and view.stderr.strip().startswith("error: no checkpoint in")
