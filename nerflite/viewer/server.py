@@ -261,10 +261,14 @@ class Viewer:
         return True
 
     def _next_job(self) -> FrameJob | None:
-        """The unfinished frame of the first browser that needs one (new frames made as needed)."""
+        """The unfinished frame of the next browser that needs one, taking turns after each frame
+        sent so that one busy browser does not starve the others (new frames made as needed)."""
         now = time.perf_counter()
         with self.lock:
             clients, output = list(self.clients.values()), self.output
+        if clients:
+            turn = self.frames_sent % len(clients)
+            clients = clients[turn:] + clients[:turn]
         for c in clients:
             with self.lock:
                 version, camera, moved_at = c.version, c.camera, c.moved_at

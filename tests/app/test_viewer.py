@@ -228,6 +228,17 @@ def test_client_gets_render_py_pixels_for_the_same_camera(tiny_cfg, served, tmp_
     np.testing.assert_allclose(look / np.linalg.norm(look), train_c2w[:, 2], atol=1e-6)  # looking along its axis
     assert viewer.frames_sent >= 6
 
+    # a second browser gets its own camera's frames, the first keeps its own
+    other = ViewerClient(f"ws://127.0.0.1:{viewer.server.get_port()}")
+    try:
+        other.send_camera(browser_camera_of(cams, 0))
+        client.send_camera(browser_camera_of(cams, 1))
+        ref0 = iio.imread(out / "rgb" / "00000.png")
+        wait_for(lambda: np.array_equal(other.next_frame(), ref0), what="the second browser's frame")
+        wait_for(lambda: np.array_equal(client.next_frame(), ref), what="the first browser's frame")
+    finally:
+        other.close()
+
 
 def test_training_with_a_client_watching_gives_the_same_losses_and_pauses(tiny_cfg, monkeypatch):
     steps = ["trainer.steps=30", "trainer.eval_every=0", "trainer.ckpt_every=30"]
