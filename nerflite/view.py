@@ -19,7 +19,8 @@ from nerflite.data.scene import DatasetError
 from nerflite.engine.distributed import pick_device
 from nerflite.engine.render import load_run
 from nerflite.viewer.config import ViewConfig
-from nerflite.viewer.server import Viewer, start_viewer
+from nerflite.viewer.launch import start_viewer
+from nerflite.viewer.server import Viewer
 
 
 def parse_args(argv: list[str]) -> ViewConfig:

@@ -29,7 +29,7 @@ class StepHooks:
         vcfg = cfg.get("viewer")
         if is_main and vcfg is not None and vcfg.enabled:
             from nerflite.engine.setup import to_dataclass
-            from nerflite.viewer.server import start_viewer
+            from nerflite.viewer.launch import start_viewer
 
             chunk = int(cfg.model.get("chunk", 4096))
             viewer = start_viewer(to_dataclass(vcfg, ViewerConfig), scene, model, chunk, int(cfg.trainer.steps))

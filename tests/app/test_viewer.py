@@ -32,7 +32,7 @@ from nerflite.viewer.frames import (
     rotation_from_wxyz,
     wxyz_from_rotation,
 )
-from nerflite.viewer.server import start_viewer
+from nerflite.viewer.launch import start_viewer
 from tests.app.helpers import TINY_NEUS, TINY_RUN, compose_config
 
 
@@ -44,6 +44,12 @@ def wait_for(predicate, timeout_s: float = 30.0, what: str = "condition"):
             return value
         time.sleep(0.02)
     raise AssertionError(f"timed out waiting for {what}")
+
+
+def frame_like(client, ref: np.ndarray, what: str):
+    """Wait for a frame equal to ``ref`` (viser keeps only the newest of frames queued together,
+    so a quick preview may be superseded before it leaves: frames are waited for, not counted)."""
+    wait_for(lambda: np.array_equal(client.next_frame(timeout_s=60), ref), timeout_s=60, what=what)
 
 
 def browser_camera_of(cams, i: int) -> BrowserCamera:
@@ -195,11 +201,11 @@ def test_client_gets_render_py_pixels_for_the_same_camera(tiny_cfg, served, tmp_
                                                    out=str(tmp_path / "r"), video=False, device="cpu")))
     _, scene, _, _ = load_run(run, None, torch.device("cpu"))
     cams = path_cameras(scene, "orbit", 2, 1.0, 24)
-    viewer, client = served(run, preview_res=8, still_s=0.05)
+    viewer, client = served(run, preview_res=8, still_s=1.0)
 
     client.send_camera(browser_camera_of(cams, 0))
     preview, refined = client.next_frame(), client.next_frame()
-    assert preview.shape == (8, 8, 3)  # low resolution first, refined once the camera is still
+    assert preview.shape == (8, 8, 3)  # low resolution first, refined once the camera is still (1 s)
     assert client.formats[:2] == ["png", "png"]
     # PNG is lossless and the frame's chunks are render.py's, so every pixel is equal
     np.testing.assert_array_equal(refined, iio.imread(out / "rgb" / "00000.png"))
@@ -207,14 +213,13 @@ def test_client_gets_render_py_pixels_for_the_same_camera(tiny_cfg, served, tmp_
     wait_for(lambda: "Output" in client.gui, what="the output dropdown")
     assert client.gui["Output"]["props"]["options"] == ["rgb", "depth", "accumulation"]
     client.set_value("Output", "depth")
-    frames = [client.next_frame(), client.next_frame()]
-    np.testing.assert_array_equal(frames[-1], iio.imread(out / "depth" / "00000.png"))
+    frame_like(client, iio.imread(out / "depth" / "00000.png"), "render.py's depth picture")
 
     # moving to another camera: again render.py's pixels
     client.set_value("Output", "rgb")
     client.send_camera(browser_camera_of(cams, 1))
     ref = iio.imread(out / "rgb" / "00001.png")
-    wait_for(lambda: np.array_equal(client.next_frame(), ref), what="render.py's second frame")
+    frame_like(client, ref, "render.py's second frame")
 
     # clicking a training frustum moves the browser's camera onto that training view
     n_before = len(client.messages)
@@ -226,16 +231,15 @@ def test_client_gets_render_py_pixels_for_the_same_camera(tiny_cfg, served, tmp_
     np.testing.assert_allclose(client.last["SetCameraPositionMessage"]["position"], train_c2w[:, 3], atol=1e-6)
     look = np.asarray(client.last["SetCameraLookAtMessage"]["look_at"]) - train_c2w[:, 3]
     np.testing.assert_allclose(look / np.linalg.norm(look), train_c2w[:, 2], atol=1e-6)  # looking along its axis
-    assert viewer.frames_sent >= 6
+    assert viewer.frames_sent >= 5
 
     # a second browser gets its own camera's frames, the first keeps its own
     other = ViewerClient(f"ws://127.0.0.1:{viewer.server.get_port()}")
     try:
         other.send_camera(browser_camera_of(cams, 0))
         client.send_camera(browser_camera_of(cams, 1))
-        ref0 = iio.imread(out / "rgb" / "00000.png")
-        wait_for(lambda: np.array_equal(other.next_frame(), ref0), what="the second browser's frame")
-        wait_for(lambda: np.array_equal(client.next_frame(), ref), what="the first browser's frame")
+        frame_like(other, iio.imread(out / "rgb" / "00000.png"), "the second browser's frame")
+        frame_like(client, ref, "the first browser's frame")
     finally:
         other.close()
 
