@@ -15,6 +15,7 @@ import numpy as np
 import pytest
 import torch
 from omegaconf import OmegaConf
+from websockets.exceptions import ConnectionClosed
 
 from nerflite.engine.config import RenderConfig
 from nerflite.engine.hooks import StepHooks
@@ -281,7 +282,10 @@ def test_training_with_a_client_watching_gives_the_same_losses_and_pauses(tiny_c
         client.click("Pause training")  # the same button, now labelled Resume
         k = 0
         while not watched.get("done"):
-            client.send_camera(browser_camera_of(scene_cams, k % len(scene_cams)))
+            try:
+                client.send_camera(browser_camera_of(scene_cams, k % len(scene_cams)))
+            except ConnectionClosed:  # training ended and closed the viewer
+                break
             k += 1
             time.sleep(0.02)
 
