@@ -15,6 +15,7 @@ from omegaconf import DictConfig
 from nerflite.engine.cli import EntryPoint
 from nerflite.engine.config import register_configs
 from nerflite.engine.trainer import train
+from nerflite.viewer.config import expand_shorthand
 
 register_configs()
 entry = EntryPoint()
@@ -31,6 +32,7 @@ def main(cfg: DictConfig) -> float | None:
 
 
 if __name__ == "__main__":
+    sys.argv = expand_shorthand(sys.argv)  # viewer=true means viewer.enabled=true
     if int(os.environ.get("RANK", "0")) > 0:  # under torchrun, rank 0 alone makes the run folder
         sys.argv += ["hydra.run.dir=.", "hydra.output_subdir=null", "hydra/job_logging=disabled"]
     entry.run(main)

@@ -13,6 +13,8 @@ LAYERS = [
     ("nerflite.models", 3, {0, 1, 2, 3}),
     ("nerflite.engine", 4, {0, 1, 2, 3, 4}),
     ("nerflite.fields", 2, {0, 2}),
+    ("nerflite.viewer", 4, {0, 1, 2, 3, 4}),
+    ("nerflite.view", 5, {0, 1, 2, 3, 4, 5}),
     ("nerflite.demo", 5, {0, 1, 2, 3, 4, 5}),
     ("nerflite.rays", 0, {0}),
     ("nerflite.cameras", 0, {0}),

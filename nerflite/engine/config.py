@@ -7,6 +7,7 @@ or a value of the wrong type fail when the config is composed, before anything r
     model        NeRFConfig | NeuSConfig (each names itself in ``model.name``)
     datamanager  DataManagerConfig
     trainer      TrainerConfig (below)
+    viewer       ViewerConfig (the live browser viewer, nerflite/viewer/)
 
 Component fields are never repeated here: the schemas are (or subclass) the components' dataclasses.
 """
@@ -23,6 +24,7 @@ from nerflite.data.datamanager import DataManagerConfig
 from nerflite.data.parsers import DatasetConfig
 from nerflite.models.nerf import NeRFConfig
 from nerflite.models.neus import NeuSConfig
+from nerflite.viewer.config import ViewerConfig
 
 
 @dataclass
@@ -75,6 +77,7 @@ class TrainConfig:
     model: Any = MISSING  # NeRFConfig or NeuSConfig (the `model` group; `model.name` tells which)
     datamanager: DataManagerConfig = field(default_factory=DataManagerConfig)  # ray batches
     trainer: TrainerConfig = field(default_factory=TrainerConfig)  # the optimisation loop
+    viewer: ViewerConfig = field(default_factory=ViewerConfig)  # live browser viewer (docs/viewer.md)
     name: str = "default"  # runs go to <output_root>/<name>/<date_time>/
     output_root: str = "outputs"  # folder of all runs
     seed: int = 0  # seeds model initialisation, sampling and rays

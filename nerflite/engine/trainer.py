@@ -23,6 +23,7 @@ from nerflite.engine import checkpoint as ckpt
 from nerflite.engine import distributed as D
 from nerflite.engine.checks import check_device, check_train_config
 from nerflite.engine.evaluate import evaluate_and_log, write_test_metrics
+from nerflite.engine.hooks import StepHooks
 from nerflite.engine.logging import TBLogger, gpu_memory_mb
 from nerflite.engine.optim import make_optimizer, make_scheduler, scheduler_state
 from nerflite.engine.runs import default_run_dir, find_resume, load_resume, sweep_job
@@ -197,6 +198,7 @@ def _train(cfg: DictConfig, info: D.DistInfo, run_dir, overrides) -> TrainResult
     bar = _progress(tcfg, start, info)
     window = _Window()
     step = start
+    hooks = StepHooks.from_config(cfg, dm.scene, model, info.is_main)  # the live viewer, if asked for
     try:
         with _StopFlag() as stop:
             model.train()
@@ -213,6 +215,7 @@ def _train(cfg: DictConfig, info: D.DistInfo, run_dir, overrides) -> TrainResult
                 result.losses.append(loss_value)
                 result.step = done
                 window.add(t_data, time.perf_counter() - t0)
+                scalars = {"train/loss": loss_value}  # what the step hooks see: all scalars on log steps
 
                 if done % tcfg.log_every == 0 or done == tcfg.steps:
                     scalars = _train_scalars(
@@ -229,6 +232,9 @@ def _train(cfg: DictConfig, info: D.DistInfo, run_dir, overrides) -> TrainResult
                     window = _Window()
                 if bar is not None:
                     bar.update(1)
+                hooks.after_step(done, model, scalars)
+                if hooks.wait_while_paused(done, model, lambda: stop.requested):
+                    window.restart()  # throughput figures leave pauses out
                 if info.is_main and tcfg.eval_every > 0 and done % tcfg.eval_every == 0 and done < tcfg.steps:
                     result.eval = evaluate_and_log(cfg, model, dm, logger, run_dir, done, tcfg.eval_images)
                     window.restart()  # throughput figures leave evals out
@@ -249,6 +255,7 @@ def _train(cfg: DictConfig, info: D.DistInfo, run_dir, overrides) -> TrainResult
                     + (f"; test split: PSNR {result.test['psnr']:.2f} dB" if result.test else "")
                 )
     finally:
+        hooks.close()
         if bar is not None:
             bar.close()
         logger.close()
