@@ -83,7 +83,7 @@ def test_update_decay_threshold_and_schedule():
     changed = grid.values != before
     assert 0 < int(changed.sum()) < grid.values.numel()
     torch.testing.assert_close(grid.values[changed], before[changed] * 0.5)
-    assert int(grid.n_updates) == 6
+    assert int(grid.n_updates) == 5
     sd = grid.state_dict()
     assert set(sd) == {"values", "bitfield", "n_updates"}
     other = OccupancyGrid([0, 0, 0, 1, 1, 1], resolution=8)
