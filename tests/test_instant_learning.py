@@ -2,11 +2,12 @@
 
 Same scene and data path as tests/test_nerf_learning.py (generated Blender scene, 24 px, 24 views,
 DataManager batches, held-out views from ``iter_eval_images``). Both models get the same budget of
-process CPU time (robust on a shared machine, where wall time swings several-fold); instant trains
-first for a fixed number of steps and NeRF then trains until it has used as much CPU time.
-Measured (one thread, busy 2-core machine): instant 400 steps in CPU_S_MEASURED s reach
-INSTANT_MEASURED dB held out; vanilla NeRF (test_nerf_learning's 4 x 64 config) in the same CPU time
-reaches NERF_MEASURED dB.
+process CPU time (robust on a shared machine, where wall time swings several-fold).
+Measured (one thread, busy 2-core machine), held-out PSNR after 4 / 8 / 16 CPU seconds:
+    instant       20.8 / 22.7 / 24.6 dB   (63 / 133 / 789 steps: the occupancy grid prunes empty
+                                           space after its warm-up, down to ~5 samples per ray)
+    vanilla NeRF  20.3 / 21.2 / 23.0 dB   (114 / 235 / 488 steps; test_nerf_learning's 4 x 64 config)
+An untrained model gives ~10 dB, the best constant colour ~13 dB.
 """
 
 import time
@@ -21,8 +22,9 @@ from nerflite.models.instant import InstantConfig, InstantModel
 from nerflite.models.nerf import NeRFConfig, NeRFModel
 from tests.test_nerf_learning import _held_out_psnr
 
-SIZE, VIEWS, RAYS, STEPS = 24, 24, 256, 400
-PSNR_THRESHOLD = 21.0
+SIZE, VIEWS, RAYS = 24, 24, 256
+CPU_BUDGET_S = 16.0  # process CPU seconds per model
+PSNR_THRESHOLD = 23.5  # instant's bar; NeRF measured 23.0 dB in the same CPU time
 
 
 def _train(model, optim, dm, steps=None, cpu_budget=None) -> tuple[int, float]:
@@ -52,10 +54,11 @@ def test_instant_beats_vanilla_nerf_in_the_same_cpu_time(tmp_path):
         cfg = InstantConfig(
             n_levels=8, log2_table_size=14, base_resolution=4, max_resolution=96, hidden=32,
             grid_resolution=16, grid_update_every=8, grid_warmup_steps=32, steps_per_diagonal=96, chunk=4096,
+            aabb=[-1.2, -1.2, -1.2, 1.2, 1.2, 1.2],  # the generated scene's objects
         )  # fmt: skip
         fast = InstantModel(cfg, background=scene.background, sphere_radius=scene.sphere_radius, far=scene.far)
         optim = torch.optim.Adam(fast.optimizer_groups(1e-2), eps=1e-15, betas=(0.9, 0.99))
-        _, cpu_s = _train(fast, optim, dm, steps=STEPS)
+        fast_steps, cpu_s = _train(fast, optim, dm, cpu_budget=CPU_BUDGET_S)
         fast_psnr = _held_out_psnr(fast, dm)
 
         torch.manual_seed(0)
@@ -70,7 +73,7 @@ def test_instant_beats_vanilla_nerf_in_the_same_cpu_time(tmp_path):
         dm.close()
         torch.set_num_threads(threads)
     msg = (
-        f"instant {fast_psnr:.2f} dB after {STEPS} steps ({cpu_s:.1f} CPU s); "
+        f"instant {fast_psnr:.2f} dB after {fast_steps} steps ({cpu_s:.1f} CPU s); "
         f"nerf {nerf_psnr:.2f} dB after {nerf_steps} steps in the same CPU time"
     )
     print(msg)
