@@ -33,8 +33,8 @@ else
   DEVICE=cuda
   LEGO=${LEGO:-../shared/data/lego}
   DTU=${DTU:-../shared/data/dtu_scan65}
-  CURVE=(--minutes "${LEGO_MINUTES:-5}" --size 800 --evals 5)
-  STEPS=${SPEED_STEPS:-300}
+  CURVE=(--minutes "${LEGO_MINUTES:-5}" --size 800 --evals 3)
+  STEPS=${SPEED_STEPS:-200}
   TINY=(dataset.downscale=2)
   NERF_TINY=() INSTANT_TINY=() NEUS_TINY=()
 fi
