@@ -2,12 +2,16 @@
 
 1. generates the synthetic scene (a textured box, sphere and torus, in the Blender format) under
    data/synthetic/ on first use,
-2. trains the default small NeRF on it (``python train.py`` with no arguments does the same),
+2. trains the fast model on it (``model=instant``: hash grid + occupancy grid, the
+   ``synthetic_instant`` preset; ``--model nerf`` trains the default small NeRF instead, as
+   ``python train.py`` with no arguments does). Measured on this scene (one thread of a busy 2-core
+   CPU, held-out PSNR after 10 / 30 / 60 CPU s): instant 13.2 / 21.1 / 22.7 dB, NeRF
+   17.2 / 20.0 / 21.5 dB: the fast model gives the better picture from half a minute on,
 3. renders an orbit video around the scene and the held-out test views with their metrics,
 4. prints where the run, the video and the TensorBoard logs are.
 
-Options: ``--steps N`` (default: the config's), ``--frames N`` of the orbit, and any further
-``key=value`` config overrides, e.g. ``python -m nerflite.demo trainer.device=cuda``.
+Options: ``--model instant|nerf``, ``--steps N`` (default: the config's), ``--frames N`` of the
+orbit, and any further ``key=value`` config overrides, e.g. ``python -m nerflite.demo trainer.device=cuda``.
 """
 
 from __future__ import annotations
@@ -35,17 +39,18 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--steps", type=int, default=None, help="training steps (default: the config's)")
     parser.add_argument("--frames", type=int, default=60, help="frames of the orbit video")
+    parser.add_argument("--model", default="instant", choices=["instant", "nerf"], help="model to train")
     parser.add_argument("overrides", nargs="*", help="config overrides, key=value")
     args = parser.parse_args(argv)
 
     from nerflite.engine.render import render
     from nerflite.engine.trainer import train
 
-    overrides = ["name=demo", *args.overrides]
+    overrides = [f"model={args.model}", "name=demo", *args.overrides]
     if args.steps is not None:
         overrides.append(f"trainer.steps={args.steps}")
     cfg = _compose("config", overrides)
-    print(f"nerflite demo: {cfg.trainer.steps} steps of NeRF on the synthetic scene in {cfg.dataset.path}")
+    print(f"nerflite demo: {cfg.trainer.steps} steps of {args.model} on the synthetic scene in {cfg.dataset.path}")
     t0 = time.perf_counter()
     result = train(cfg)
     t_train = time.perf_counter() - t0
@@ -65,7 +70,7 @@ done in {total / 60:.1f} min (training {t_train / 60:.1f} min, {result.step} ste
   orbit video:    {orbit / "rgb.mp4"}   (depth: {orbit / "depth.mp4"})
   TensorBoard:    tensorboard --logdir {logdir}   then open http://localhost:6006
   render again:   python render.py run={run} path=orbit frames=120
-  resume:         python train.py name=demo resume=true trainer.steps={result.step * 2}"""
+  resume:         python train.py model={args.model} name=demo resume=true trainer.steps={result.step * 2}"""
     )
     return 0
 

@@ -4,7 +4,7 @@ Hydra composes ``conf/config.yaml``; the structured schemas registered here make
 or a value of the wrong type fail when the config is composed, before anything runs:
 
     dataset      DatasetSchema = the parsers' DatasetConfig + how to generate a synthetic scene
-    model        NeRFConfig | NeuSConfig (each names itself in ``model.name``)
+    model        NeRFConfig | NeuSConfig | InstantConfig (each names itself in ``model.name``)
     datamanager  DataManagerConfig
     trainer      TrainerConfig (below)
     viewer       ViewerConfig (the live browser viewer, nerflite/viewer/)
@@ -22,6 +22,7 @@ from omegaconf import MISSING, OmegaConf
 
 from nerflite.data.datamanager import DataManagerConfig
 from nerflite.data.parsers import DatasetConfig
+from nerflite.models.instant import InstantConfig
 from nerflite.models.nerf import NeRFConfig
 from nerflite.models.neus import NeuSConfig
 from nerflite.viewer.config import ViewerConfig
@@ -102,7 +103,7 @@ class RenderConfig:
     dataset_path: str | None = None  # the run's dataset folder, if it moved since training (default: as trained)
 
 
-MODEL_SCHEMAS = {"nerf": NeRFConfig, "neus": NeuSConfig}  # model.name -> its config dataclass
+MODEL_SCHEMAS = {"nerf": NeRFConfig, "neus": NeuSConfig, "instant": InstantConfig}  # model.name -> its config dataclass
 
 
 def register_configs() -> None:

@@ -2,7 +2,8 @@
 viewer) and may hold training back (pause), without the loop knowing what they are.
 
 A hook has ``after_step(step, model, scalars)`` (``step`` completed steps; ``scalars`` holds
-``train/loss`` every step and all logged scalars on log steps), ``paused() -> bool``,
+all logged scalars on log steps and is empty otherwise: the step never reads the device back
+for a hook), ``paused() -> bool``,
 ``idle(step, model)`` (called repeatedly while paused) and ``close()``. A hook that raises is
 dropped with a warning: training goes on.
 """

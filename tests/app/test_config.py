@@ -8,18 +8,18 @@ from hydra.errors import ConfigCompositionException
 from omegaconf.errors import ValidationError
 
 from nerflite.engine.setup import build_datamanager, build_model, build_scene
-from tests.app.helpers import TINY_NERF, TINY_NEUS, compose_config
+from tests.app.helpers import TINY_INSTANT, TINY_NERF, TINY_NEUS, compose_config
 
 REPO = Path(__file__).resolve().parents[2]
 SCENE_FORMAT = {"synthetic": "blender", "blender": "blender", "llff": "llff", "neus": "neus"}
 
 
-@pytest.mark.parametrize("model", ["nerf", "neus"])
+@pytest.mark.parametrize("model", ["nerf", "neus", "instant"])
 @pytest.mark.parametrize("dataset", ["synthetic", "blender", "llff", "neus"])
 def test_every_dataset_and_model_composes_and_runs_a_step(dataset, model, tiny_scene, one_thread):
     fmt = "neus" if (dataset, model) == ("synthetic", "neus") else SCENE_FORMAT[dataset]  # see conf/preset/
     path = tiny_scene(fmt)
-    tiny = TINY_NERF if model == "nerf" else TINY_NEUS
+    tiny = {"nerf": TINY_NERF, "neus": TINY_NEUS, "instant": TINY_INSTANT[1:]}[model]
     cfg = compose_config(
         [
             f"dataset={dataset}",

@@ -3,20 +3,23 @@
 import re
 from pathlib import Path
 
+import pytest
+
 import nerflite.demo as demo
-from tests.app.helpers import TINY_NERF
+from tests.app.helpers import TINY_INSTANT, TINY_NERF
 
 
-def test_demo_trains_renders_and_reports(tiny_scene, tmp_path, capsys, one_thread):
+@pytest.mark.parametrize("model", ["instant", "nerf"])
+def test_demo_trains_renders_and_reports(model, tiny_scene, tmp_path, capsys, one_thread):
     overrides = [
         f"dataset.path={tiny_scene('blender')}",
         f"output_root={tmp_path}",
-        *TINY_NERF,
+        *(TINY_INSTANT[1:] if model == "instant" else TINY_NERF),
         "datamanager.workers=0",
         "trainer.progress=false",
         "trainer.eval_every=0",
     ]
-    assert demo.main(["--steps", "3", "--frames", "2", *overrides]) == 0
+    assert demo.main(["--model", model, "--steps", "3", "--frames", "2", *overrides]) == 0
     out = capsys.readouterr().out
     run = Path(re.search(r"run folder:\s+(\S+)", out).group(1))
     video = Path(re.search(r"orbit video:\s+(\S+)", out).group(1))
