@@ -79,4 +79,5 @@ def occupied_depths(
         mids = mids + (torch.rand(n, 1, device=near.device, dtype=near.dtype) - 0.5) * step
     points = origins[:, None] + mids[..., None] * directions[:, None]  # [n, c, 3]
     occupied = lookup(grid, points.reshape(-1, 3)).reshape(n, n_candidates).to(near.dtype)  # [n, c]
-    return sample_pdf(edges, occupied, n_samples, deterministic=not perturb)
+    # interior quantiles only (as NeuS's up-sampling): u = 0 and 1 would land on near and far
+    return sample_pdf(edges, occupied, n_samples + 2, deterministic=not perturb)[:, 1:-1]

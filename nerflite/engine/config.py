@@ -23,6 +23,7 @@ from nerflite.data.datamanager import DataManagerConfig
 from nerflite.data.parsers import DatasetConfig
 from nerflite.models.nerf import NeRFConfig
 from nerflite.models.neus import NeuSConfig
+from nerflite.models.neus_instant import NeuSInstantConfig
 
 
 @dataclass
@@ -98,6 +99,7 @@ class RenderConfig:
 
 
 MODEL_SCHEMAS = {"nerf": NeRFConfig, "neus": NeuSConfig}  # model.name -> its config dataclass
+MODEL_SCHEMAS["neus_instant"] = NeuSInstantConfig
 
 
 def register_configs() -> None:

@@ -58,7 +58,7 @@ def build_scene(dcfg: DictConfig) -> Scene:
 
 
 def build_model(mcfg, scene: Scene) -> Model:
-    """The model the ``model`` config names (``model.name``: nerf | neus), set up for ``scene``."""
+    """The model the ``model`` config names (``model.name``: nerf | neus | neus_instant), set up for ``scene``."""
     from nerflite.engine.config import MODEL_SCHEMAS
 
     name = mcfg["name"]
@@ -69,6 +69,10 @@ def build_model(mcfg, scene: Scene) -> Model:
         from nerflite.models.nerf import NeRFModel
 
         return NeRFModel(model_cfg, background=scene.background)
+    if name == "neus_instant":
+        from nerflite.models.neus_instant import NeuSInstantModel
+
+        return NeuSInstantModel(model_cfg, sphere_center=scene.sphere_center, sphere_radius=scene.sphere_radius)
     from nerflite.models.neus import NeuSModel
 
     return NeuSModel(model_cfg, sphere_center=scene.sphere_center, sphere_radius=scene.sphere_radius)

@@ -105,7 +105,8 @@ class HashEncoding(nn.Module):
         feats = self.table[idx.reshape(-1)].reshape(m, self.n_levels, 8, self.n_features)  # [m, L, 8, F]
         corner = self._corners.to(dtype)  # [8, 3]
         f = frac[:, :, None, :]  # [m, L, 1, 3]
-        w = (corner * f + (1 - corner) * (1 - f)).prod(dim=-1)  # [m, L, 8] trilinear weights
+        wxyz = corner * f + (1 - corner) * (1 - f)  # [m, L, 8, 3]
+        w = wxyz[..., 0] * wxyz[..., 1] * wxyz[..., 2]  # [m, L, 8] trilinear weights (no prod: its backward is slow)
         out = (w[..., None] * feats).sum(dim=2)  # [m, L, F]
         if self.n_active_levels < self.n_levels:
             out = out * self.level_mask()[:, None]

@@ -79,6 +79,7 @@ class NeuSInstantConfig:
     anneal_end: int = 2000  # cos_anneal_ratio goes 0 -> 1 over these steps (0: 1 from the start)
     lr: float = 1e-2  # peak learning rate of the fields (hash tables and MLPs)
     variance_lr: float = 1e-3  # peak learning rate of the learned variance
+    adam_eps: float = 1e-15  # Adam's epsilon for the fields (hash-table gradients are tiny)
     warm_up_end: int = 500  # linear learning-rate warm-up steps
     lr_alpha: float = 0.05  # final learning rate as a fraction of lr, after cosine decay
     end_iter: int = 20000  # step at which the cosine decay reaches lr_alpha
@@ -141,9 +142,10 @@ class NeuSInstantModel(Model):
         return lr_factor(step, self.cfg.warm_up_end, self.cfg.lr_alpha, self.cfg.end_iter)
 
     def param_groups(self) -> list[dict]:
-        """Optimizer parameter groups: the fields at ``cfg.lr``, the variance at ``cfg.variance_lr``."""
+        """Optimizer parameter groups: the fields at ``cfg.lr`` (Adam eps ``cfg.adam_eps``), the variance
+        at ``cfg.variance_lr``."""
         fields = [p for n, p in self.named_parameters() if not n.startswith("variance.")]
-        return [{"params": fields, "lr": self.cfg.lr},
+        return [{"params": fields, "lr": self.cfg.lr, "eps": self.cfg.adam_eps},
                 {"params": list(self.variance.parameters()), "lr": self.cfg.variance_lr}]
 
     @torch.no_grad()
