@@ -101,11 +101,11 @@ def test_progressive_levels_follow_the_step_and_survive_a_state_round_trip():
     assert torch.equal(model.sdf_field.sdf(x).detach(), before)
     model.set_step(40)  # all levels: now the change shows
     assert not torch.allclose(model.sdf_field.sdf(x).detach(), before)
-    # a fresh model that loads the state and is told the step renders the same
+    # a fresh model that loads the state renders the same: the step comes with it
     model.update_occupancy()
     other = NeuSInstantModel(tiny_config(start_levels=2, level_every=10))
     other.load_state_dict(model.state_dict())
-    other.set_step(40)
+    assert other.step == 40 and other.sdf_field.encoding.n_active_levels == 6
     model.eval(), other.eval()
     rays = rays_at_origin(16)
     torch.testing.assert_close(other(rays)["rgb"], model(rays)["rgb"])

@@ -14,12 +14,12 @@ Per batch of rays, in the unit-sphere frame (as NeuSModel):
    training); colour from (point, normal, view direction, feature); ``alpha_from_sdf`` with the
    learned ``inv_s`` and the annealed ``cos_anneal_ratio``; a constant background colour behind.
 
-Training schedule, all derived from the step in ``set_step`` (so a checkpoint load restores it):
-``cos_anneal_ratio``; progressive levels (``start_levels`` coarse levels, one more every
-``level_every`` steps); the occupancy grid is recomputed from the SDF every ``occ_every`` training
-steps (it is a buffer, saved with the model). Losses as vanilla NeuS: colour L1 (inside the mask
-when masks are used), eikonal, mask BCE. The learned variance gets its own learning rate
-(``param_groups``).
+Training schedule, all derived from the step in ``set_step``: ``cos_anneal_ratio`` and the
+progressive levels (``start_levels`` coarse levels, one more every ``level_every`` steps). The step
+is saved with the weights (``trained_step``), so loading a state dict restores them (render.py
+too). The occupancy grid is recomputed from the SDF every ``occ_every`` training steps (a buffer,
+saved with the model). Losses as vanilla NeuS: colour L1 (inside the mask when masks are used),
+eikonal, mask BCE. The learned variance gets its own learning rate (``param_groups``).
 """
 
 from __future__ import annotations
@@ -117,8 +117,11 @@ class NeuSInstantModel(Model):
                              persistent=False)
         r = cfg.occ_resolution  # every cell occupied until the first update: nothing skipped yet
         self.register_buffer("occupancy", torch.ones(r, r, r, dtype=torch.bool))
+        self.register_buffer("trained_step", torch.zeros((), dtype=torch.int64))  # the last set_step
         self._occ_updated_at = -1
         self.set_step(0)
+        # a loaded state brings its step: levels and annealing follow it, whoever loads it
+        self.register_load_state_dict_post_hook(lambda module, _: module.set_step(int(module.trained_step)))
         if cfg.tf32:
             torch.backends.cuda.matmul.allow_tf32 = True
             torch.backends.cudnn.allow_tf32 = True
@@ -136,6 +139,7 @@ class NeuSInstantModel(Model):
         end = self.cfg.anneal_end
         self.cos_anneal_ratio = 1.0 if end == 0 else min(1.0, step / end)
         self.sdf_field.set_active_levels(self.active_levels(step))
+        self.trained_step.fill_(step)
 
     def lr_lambda(self, step: int) -> float:
         """Multiplier of every group's learning rate at ``step`` (warm-up, then cosine decay)."""

@@ -8,18 +8,18 @@ from hydra.errors import ConfigCompositionException
 from omegaconf.errors import ValidationError
 
 from nerflite.engine.setup import build_datamanager, build_model, build_scene
-from tests.app.helpers import TINY_NERF, TINY_NEUS, compose_config
+from tests.app.helpers import TINY_NERF, TINY_NEUS, TINY_NEUS_INSTANT, compose_config
 
 REPO = Path(__file__).resolve().parents[2]
 SCENE_FORMAT = {"synthetic": "blender", "blender": "blender", "llff": "llff", "neus": "neus"}
 
 
-@pytest.mark.parametrize("model", ["nerf", "neus"])
+@pytest.mark.parametrize("model", ["nerf", "neus", "neus_instant"])
 @pytest.mark.parametrize("dataset", ["synthetic", "blender", "llff", "neus"])
 def test_every_dataset_and_model_composes_and_runs_a_step(dataset, model, tiny_scene, one_thread):
-    fmt = "neus" if (dataset, model) == ("synthetic", "neus") else SCENE_FORMAT[dataset]  # see conf/preset/
+    fmt = "neus" if dataset == "synthetic" and model != "nerf" else SCENE_FORMAT[dataset]  # see conf/preset/
     path = tiny_scene(fmt)
-    tiny = TINY_NERF if model == "nerf" else TINY_NEUS
+    tiny = {"nerf": TINY_NERF, "neus": TINY_NEUS, "neus_instant": TINY_NEUS_INSTANT}[model]
     cfg = compose_config(
         [
             f"dataset={dataset}",
@@ -42,7 +42,7 @@ def test_every_dataset_and_model_composes_and_runs_a_step(dataset, model, tiny_s
         loss = sum(losses.values())
         loss.backward()
         assert torch.isfinite(loss)
-        if model == "neus" and scene.has_masks:
+        if model != "nerf" and scene.has_masks:
             assert "mask" in losses
     finally:
         dm.close()
@@ -86,6 +86,20 @@ def test_every_dataset_and_model_composes_and_runs_a_step(dataset, model, tiny_s
                 "model.anneal_end": 50000,
                 "model.lr": 5e-4,
                 "model.n_outside": 0,
+            },
+        ),
+        (
+            "dtu_fast",
+            {
+                "model.name": "neus_instant",
+                "dataset.format": "neus",
+                "dataset.masks": True,
+                "trainer.steps": 20000,
+                "model.end_iter": 20000,
+                "model.n_levels": 16,
+                "model.log2_table_size": 19,
+                "model.lr": 1e-2,
+                "datamanager.rays_per_batch": 2048,
             },
         ),
     ],
