@@ -158,7 +158,7 @@ def test_model_update_occupancy_follows_the_sdf_and_a_step_trains():
     assert model.occupancy.all()  # nothing skipped before the first update
     model.train()
     model.set_step(0)
-    opt = torch.optim.Adam(model.param_groups())
+    opt = torch.optim.Adam(model.optimizer_groups(model.cfg.lr))
     out = model(rays_at_origin(32))  # step 0: the grid is recomputed from the SDF first
     occ = model.occupancy.clone()
     assert 0.02 < occ.float().mean() < 0.8 and not occ[12, 12, 12]  # the centre cell is deep inside
@@ -184,7 +184,7 @@ def test_training_step_has_no_host_sync():
         pytest.skip("needs CUDA")
     torch.manual_seed(0)
     model = NeuSInstantModel(tiny_config()).cuda().train()
-    opt = torch.optim.Adam(model.param_groups())
+    opt = torch.optim.Adam(model.optimizer_groups(model.cfg.lr))
     rays = rays_at_origin(256).to("cuda")
     batch = {"rgb": torch.rand(256, 3, device="cuda"), "mask": torch.ones(256, 1, dtype=torch.bool, device="cuda")}
     for step in range(3):  # warm-up (allocator, lazy init)

@@ -55,7 +55,7 @@ def test_neus_instant_learns_the_synthetic_surface(tmp_path):
     dm = DataManager(scene, DataManagerConfig(rays_per_batch=128, cache="ram", workers=0, seed=0))
     torch.manual_seed(0)
     model = NeuSInstantModel(small_config(), scene.sphere_center, scene.sphere_radius)
-    optim = torch.optim.Adam(model.param_groups())
+    optim = torch.optim.Adam(model.optimizer_groups(model.cfg.lr))
     sched = torch.optim.lr_scheduler.LambdaLR(optim, model.lr_lambda)
 
     initial = chamfer_to_gt(model, world_from_scene, gt)

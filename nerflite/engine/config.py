@@ -4,7 +4,7 @@ Hydra composes ``conf/config.yaml``; the structured schemas registered here make
 or a value of the wrong type fail when the config is composed, before anything runs:
 
     dataset      DatasetSchema = the parsers' DatasetConfig + how to generate a synthetic scene
-    model        NeRFConfig | NeuSConfig (each names itself in ``model.name``)
+    model        NeRFConfig | NeuSConfig | InstantConfig (each names itself in ``model.name``)
     datamanager  DataManagerConfig
     trainer      TrainerConfig (below)
 
@@ -21,6 +21,7 @@ from omegaconf import MISSING, OmegaConf
 
 from nerflite.data.datamanager import DataManagerConfig
 from nerflite.data.parsers import DatasetConfig
+from nerflite.models.instant import InstantConfig
 from nerflite.models.nerf import NeRFConfig
 from nerflite.models.neus import NeuSConfig
 from nerflite.models.neus_instant import NeuSInstantConfig
@@ -98,7 +99,7 @@ class RenderConfig:
     video: bool = True  # write an MP4 besides the PNG frames
 
 
-MODEL_SCHEMAS = {"nerf": NeRFConfig, "neus": NeuSConfig}  # model.name -> its config dataclass
+MODEL_SCHEMAS = {"nerf": NeRFConfig, "neus": NeuSConfig, "instant": InstantConfig}  # model.name -> its config dataclass
 MODEL_SCHEMAS["neus_instant"] = NeuSInstantConfig
 
 

@@ -45,11 +45,13 @@ def peak_lr(model: nn.Module, tcfg) -> float:
 
 
 def make_optimizer(model: nn.Module, tcfg) -> torch.optim.Optimizer:
-    """Adam over the model's parameters, or over its own groups (``model.param_groups()``: a list of
-    ``{"params", "lr"}``, e.g. a separate rate for NeuS-instant's variance)."""
-    params = [p for p in model.parameters() if p.requires_grad]
-    if hasattr(model, "param_groups"):
-        params = model.param_groups()
+    """Adam over the model's parameters, or over its own groups when it defines
+    ``optimizer_groups(lr)`` (instant: the hash tables at a larger rate than the MLPs); the schedule
+    then scales every group's rate by the same factor."""
+    if hasattr(model, "optimizer_groups"):
+        params = model.optimizer_groups(peak_lr(model, tcfg))
+    else:
+        params = [p for p in model.parameters() if p.requires_grad]
     return torch.optim.Adam(
         params,
         lr=peak_lr(model, tcfg),

@@ -57,25 +57,46 @@ def build_scene(dcfg: DictConfig) -> Scene:
     return load_scene(to_dataclass(dcfg, DatasetSchema))
 
 
+def _nerf(cfg, scene: Scene) -> Model:
+    from nerflite.models.nerf import NeRFModel
+
+    return NeRFModel(cfg, background=scene.background)
+
+
+def _neus(cfg, scene: Scene) -> Model:
+    from nerflite.models.neus import NeuSModel
+
+    return NeuSModel(cfg, sphere_center=scene.sphere_center, sphere_radius=scene.sphere_radius)
+
+
+def _instant(cfg, scene: Scene) -> Model:
+    from nerflite.models.instant import InstantModel
+
+    return InstantModel(
+        cfg, background=scene.background, sphere_center=scene.sphere_center,
+        sphere_radius=scene.sphere_radius, ndc=scene.ndc, far=scene.far,
+    )  # fmt: skip
+
+
+def _neus_instant(cfg, scene: Scene) -> Model:
+    from nerflite.models.neus_instant import NeuSInstantModel
+
+    return NeuSInstantModel(cfg, sphere_center=scene.sphere_center, sphere_radius=scene.sphere_radius)
+
+
+# model.name -> how to build it for a scene from its config dataclass (schemas: config.MODEL_SCHEMAS)
+MODEL_BUILDERS = {"nerf": _nerf, "neus": _neus, "instant": _instant}
+MODEL_BUILDERS["neus_instant"] = _neus_instant
+
+
 def build_model(mcfg, scene: Scene) -> Model:
-    """The model the ``model`` config names (``model.name``: nerf | neus | neus_instant), set up for ``scene``."""
+    """The model the ``model`` config names (``model.name``: a key of ``MODEL_BUILDERS``), set up for ``scene``."""
     from nerflite.engine.config import MODEL_SCHEMAS
 
     name = mcfg["name"]
-    if name not in MODEL_SCHEMAS:
-        raise ValueError(f"unknown model {name!r} (expected one of {sorted(MODEL_SCHEMAS)})")
-    model_cfg = to_dataclass(mcfg, MODEL_SCHEMAS[name])
-    if name == "nerf":
-        from nerflite.models.nerf import NeRFModel
-
-        return NeRFModel(model_cfg, background=scene.background)
-    if name == "neus_instant":
-        from nerflite.models.neus_instant import NeuSInstantModel
-
-        return NeuSInstantModel(model_cfg, sphere_center=scene.sphere_center, sphere_radius=scene.sphere_radius)
-    from nerflite.models.neus import NeuSModel
-
-    return NeuSModel(model_cfg, sphere_center=scene.sphere_center, sphere_radius=scene.sphere_radius)
+    if name not in MODEL_SCHEMAS or name not in MODEL_BUILDERS:
+        raise ValueError(f"unknown model {name!r} (expected one of {sorted(MODEL_BUILDERS)})")
+    return MODEL_BUILDERS[name](to_dataclass(mcfg, MODEL_SCHEMAS[name]), scene)
 
 
 def build_datamanager(cfg: DictConfig, scene: Scene, device, rank: int = 0, world_size: int = 1):

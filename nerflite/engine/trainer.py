@@ -182,6 +182,7 @@ def _train(cfg: DictConfig, info: D.DistInfo, run_dir) -> TrainResult:
     rays_per_step = cfg.datamanager.rays_per_batch * info.world_size
     bar = _progress(tcfg, start, info)
     window = _Window()
+    health = _Health(device)
     step = start
     try:
         with _StopFlag() as stop:
@@ -194,13 +195,21 @@ def _train(cfg: DictConfig, info: D.DistInfo, run_dir) -> TrainResult:
                 outputs = ddp_model(rays)
                 losses = model.losses(outputs, batch)
                 loss = sum(losses.values())
-                loss_value, stopping = _check_and_step(parts, loss, losses, tcfg.grad_clip, stop, info, step, run_dir)
+                health.record(step, loss, losses)
+                _optimizer_step(parts, loss, tcfg.grad_clip)
                 done = step + 1
-                result.losses.append(loss_value)
                 result.step = done
                 window.add(t_data, time.perf_counter() - t0)
+                log_now = done % tcfg.log_every == 0 or done == tcfg.steps
+                eval_now = tcfg.eval_every > 0 and done % tcfg.eval_every == 0 and done < tcfg.steps
+                stopping = stop.requested and not info.distributed  # a host flag: free to read
+                if log_now or eval_now or done % tcfg.ckpt_every == 0 or stopping:
+                    # the one host-device sync: losses so far, non-finite check, Ctrl-C agreement
+                    values, stopping = health.check(stop, info, run_dir)
+                    result.losses.extend(values)
+                    loss_value = values[-1]
 
-                if done % tcfg.log_every == 0 or done == tcfg.steps:
+                if log_now:
                     scalars = _train_scalars(
                         model, outputs, batch, losses, loss_value, parts.optimizer, window, rays_per_step, device
                     )
@@ -215,7 +224,7 @@ def _train(cfg: DictConfig, info: D.DistInfo, run_dir) -> TrainResult:
                     window = _Window()
                 if bar is not None:
                     bar.update(1)
-                if info.is_main and tcfg.eval_every > 0 and done % tcfg.eval_every == 0 and done < tcfg.steps:
+                if info.is_main and eval_now:
                     result.eval = evaluate_and_log(cfg, model, dm, logger, run_dir, done, tcfg.eval_images)
                     window.restart()  # throughput figures leave evals out
                 if done % tcfg.ckpt_every == 0 or done == tcfg.steps or stopping:
@@ -243,22 +252,41 @@ def _train(cfg: DictConfig, info: D.DistInfo, run_dir) -> TrainResult:
 # Helpers of the loop
 
 
-def _check_and_step(
-    parts: _Parts, loss, losses: dict, grad_clip: float, stop: _StopFlag, info: D.DistInfo, step: int, run_dir: Path
-) -> tuple[float, bool]:
-    """Agree across ranks on the mean loss, on a non-finite loss (stop before applying it) and on a
-    Ctrl-C anywhere (one small all-reduce), then backward and the optimizer / schedule step.
-    Returns (mean loss, whether to stop after this step)."""
-    flags = torch.stack(
-        [
-            loss.detach().float(),
-            (~torch.isfinite(loss)).float(),
-            torch.tensor(float(stop.requested), device=loss.device),
-        ]
-    )
-    flags = D.all_reduce_mean(flags, info)
-    if float(flags[1]) > 0:
-        raise _diverged(step, loss, losses, run_dir)
+class _Health:
+    """Device-side record of the training losses, read on the host only at ``check`` (once per
+    ``log_every`` steps, and before evals and checkpoints), so a step queues its work without
+    waiting for the device. The first non-finite loss is remembered with its parts; ``check``
+    then stops the run, before any eval or checkpoint sees the weights it produced."""
+
+    def __init__(self, device: torch.device):
+        self.pending: list[torch.Tensor] = []  # total loss of each step since the last check
+        self.bad_step = torch.full((), -1, dtype=torch.int64, device=device)  # first non-finite step
+        self.bad_values: torch.Tensor | None = None  # [1 + parts] total and named losses of it
+        self.names: list[str] = []
+
+    def record(self, step: int, loss, losses: dict) -> None:
+        values = torch.stack([loss.detach().float(), *(v.detach().float() for v in losses.values())])
+        if self.bad_values is None or len(self.names) != len(losses):
+            self.names, self.bad_values = list(losses), torch.zeros_like(values)
+        first = ~torch.isfinite(values[0]) & (self.bad_step < 0)
+        self.bad_step = torch.where(first, step, self.bad_step)
+        self.bad_values = torch.where(first, values, self.bad_values)
+        self.pending.append(values[0])
+
+    def check(self, stop: _StopFlag, info: D.DistInfo, run_dir: Path) -> tuple[list[float], bool]:
+        """(mean loss over ranks of each step since the last check, whether to stop now); raises
+        ``TrainingDiverged`` when any rank saw a non-finite loss. One small all-reduce."""
+        dev = self.bad_step.device
+        flags = torch.stack([(self.bad_step >= 0).float(), torch.tensor(float(stop.requested), device=dev)])
+        reduced = D.all_reduce_mean(torch.cat([flags, torch.stack(self.pending)]), info).tolist()
+        self.pending = []
+        if reduced[0] > 0:
+            raise _diverged(int(self.bad_step), self.bad_values.tolist(), self.names, run_dir)
+        return reduced[2:], reduced[1] > 0
+
+
+def _optimizer_step(parts: _Parts, loss, grad_clip: float) -> None:
+    """Backward and the optimizer / schedule step, queued without reading anything back."""
     parts.optimizer.zero_grad(set_to_none=True)
     parts.scaler.scale(loss).backward()  # DDP averages the gradients over ranks here
     if grad_clip > 0:
@@ -267,14 +295,14 @@ def _check_and_step(
     parts.scaler.step(parts.optimizer)
     parts.scaler.update()
     parts.scheduler.step()
-    return float(flags[0]), float(flags[2]) > 0
 
 
-def _diverged(step: int, loss, losses: dict, run_dir: Path) -> TrainingDiverged:
+def _diverged(step: int, values: list[float], names: list[str], run_dir: Path) -> TrainingDiverged:
+    """``values``: the total loss then the named ones (``names``) of the first non-finite step."""
     last = ckpt.latest(run_dir)
-    parts = ", ".join(f"{k}={float(v.detach()):.4g}" for k, v in losses.items())
+    parts = ", ".join(f"{k}={v:.4g}" for k, v in zip(names, values[1:]))
     return TrainingDiverged(
-        f"loss is {float(loss.detach())} at step {step} ({parts}); stopping. "
+        f"loss is {values[0]} at step {step} ({parts}); stopping. "
         f"Last good checkpoint: {last if last else 'none written yet'}. "
         "Try a lower trainer.lr, trainer.grad_clip, or trainer.amp=false."
     )

@@ -19,7 +19,7 @@ progressive levels (``start_levels`` coarse levels, one more every ``level_every
 is saved with the weights (``trained_step``), so loading a state dict restores them (render.py
 too). The occupancy grid is recomputed from the SDF every ``occ_every`` training steps (a buffer,
 saved with the model). Losses as vanilla NeuS: colour L1 (inside the mask when masks are used),
-eikonal, mask BCE. The learned variance gets its own learning rate (``param_groups``).
+eikonal, mask BCE. The learned variance gets its own learning rate (``optimizer_groups``).
 """
 
 from __future__ import annotations
@@ -145,11 +145,11 @@ class NeuSInstantModel(Model):
         """Multiplier of every group's learning rate at ``step`` (warm-up, then cosine decay)."""
         return lr_factor(step, self.cfg.warm_up_end, self.cfg.lr_alpha, self.cfg.end_iter)
 
-    def param_groups(self) -> list[dict]:
-        """Optimizer parameter groups: the fields at ``cfg.lr`` (Adam eps ``cfg.adam_eps``), the variance
-        at ``cfg.variance_lr``."""
+    def optimizer_groups(self, lr: float) -> list[dict]:
+        """Adam parameter groups: the fields at ``lr`` (``cfg.lr``, Adam eps ``cfg.adam_eps``), the
+        variance at ``cfg.variance_lr``."""
         fields = [p for n, p in self.named_parameters() if not n.startswith("variance.")]
-        return [{"params": fields, "lr": self.cfg.lr, "eps": self.cfg.adam_eps},
+        return [{"params": fields, "lr": lr, "eps": self.cfg.adam_eps},
                 {"params": list(self.variance.parameters()), "lr": self.cfg.variance_lr}]
 
     @torch.no_grad()

@@ -1,0 +1,98 @@
+import torch
+
+from nerflite.occupancy import OccupancyGrid, marching_steps, pack_mask, ray_aabb, steps_to_cross
+
+
+def cube_occ(points):  # 1 inside the cube [-0.25, 0.25]^3 (aligned with the cells of a 16^3 grid on [-1, 1]^3)
+    return (points.abs().amax(dim=-1) < 0.25).float()
+
+
+def rays(origins, directions):
+    d = torch.nn.functional.normalize(torch.tensor(directions, dtype=torch.float32), dim=-1)
+    o = torch.tensor(origins, dtype=torch.float32)
+    n = o.shape[0]
+    return o, d, torch.zeros(n, 1), torch.full((n, 1), 10.0)
+
+
+def test_ray_aabb_and_cone_steps():
+    o, d, _, _ = rays([[-3.0, 0, 0], [-3.0, 5, 0]], [[1.0, 0, 0], [1.0, 0, 0]])
+    t_in, t_out = ray_aabb(o, d, -torch.ones(3), torch.ones(3))
+    assert t_in[0] == 2 and t_out[0] == 4 and t_out[1] < t_in[1]
+    b = marching_steps(torch.tensor([0.5, 3.0]), 40, 0.1, 0.05)
+    dt = b[:, 1:] - b[:, :-1]
+    torch.testing.assert_close(dt, torch.clamp(0.05 * b[:, :-1], min=0.1), atol=1e-5, rtol=1e-5)
+    torch.testing.assert_close(marching_steps(torch.tensor([1.0]), 3, 0.5, 0.0), torch.tensor([[1.0, 1.5, 2, 2.5]]))
+
+
+def test_pack_mask_budget_matches_exact():
+    g = torch.Generator().manual_seed(0)
+    mask = torch.rand(13, 9, generator=g) > 0.6
+    ray, step, valid = pack_mask(mask, 0)
+    assert valid is None and torch.all(mask[ray, step]) and len(ray) == int(mask.sum())
+    assert torch.all(ray[1:] >= ray[:-1])
+    for budget in (200, int(mask.sum()), 5):
+        r, s, v = pack_mask(mask, budget)
+        k = min(budget, int(mask.sum()))
+        assert len(r) == budget and int(v.sum()) == k
+        assert torch.equal(r[:k], ray[:k]) and torch.equal(s[:k], step[:k])
+        assert torch.all(r[1:] >= r[:-1])  # padding stays sorted
+
+
+def test_empty_space_gives_no_samples_and_a_cube_samples_only_inside():
+    grid = OccupancyGrid([-1, -1, -1, 1, 1, 1], resolution=16, update_every=1, warmup_steps=10)
+    o, d, near, far = rays([[-3.0, 0.1, 0.05], [-3.0, 0.7, 0.0], [0.05, -3.0, 0.1]], [[1, 0, 0], [1, 0, 0], [0, 1, 0]])
+    step = grid.cell_diagonal() / 4
+    n_steps = steps_to_cross(grid, step)
+    # fresh grid: everything counts as occupied, the ray crosses the whole box
+    s = grid.march(o, d, near, far, step, n_steps)
+    assert (s.ray_indices == 0).sum() >= int(2 / step) - 1
+    grid.update(0, lambda p: torch.zeros(len(p)))
+    assert not grid.bitfield.any()
+    for budget in (0, 64):
+        s = grid.march(o, d, near, far, step, n_steps, perturb=True, budget=budget)
+        assert (len(s.ray_indices) == 0) if budget == 0 else not s.valid.any()
+    grid.update(1, cube_occ)
+    assert int(grid.bitfield.sum()) == 4**3  # the 4^3 cells of the cube
+    for budget in (0, 500):
+        s = grid.march(o, d, near, far, step, n_steps, budget=budget)
+        valid = torch.ones_like(s.ray_indices, dtype=torch.bool) if s.valid is None else s.valid
+        ri = s.ray_indices[valid]
+        pts = o[ri] + s.t_mid[valid][:, None] * d[ri]
+        assert torch.all(pts.abs().amax(dim=-1) < 0.25 + 1e-6)
+        assert (ri == 0).sum() >= int(0.5 / step) - 1 and (ri == 2).sum() >= int(0.5 / step) - 1
+        assert not (ri == 1).any()  # passes beside the cube
+        assert torch.all(s.t_ends[valid] > s.t_starts[valid])
+
+
+def test_update_decay_threshold_and_schedule():
+    grid = OccupancyGrid([0, 0, 0, 1, 1, 1], resolution=8, update_every=4, warmup_steps=8, decay=0.5, threshold=0.3)
+    assert not grid.update(3, cube_occ)
+    assert grid.update(0, lambda p: torch.full((len(p),), 0.8))
+    torch.testing.assert_close(grid.values, torch.full_like(grid.values, 0.8))
+    assert grid.update(4, lambda p: torch.zeros(len(p)))  # warm-up: every cell decays
+    torch.testing.assert_close(grid.values, torch.full_like(grid.values, 0.4))
+    assert grid.bitfield.all()  # 0.4 > min(0.3, mean 0.4)
+    grid.update(4, lambda p: torch.zeros(len(p)))
+    assert not grid.bitfield.any()  # 0.2 <= min(0.3, 0.2)
+    # the EMA is a max: a larger value replaces the decayed one at once
+    grid.update(4, lambda p: (p[:, 0] < 0.5).float())
+    assert torch.all(grid.values.view(8, 8, 8)[:4] == 1) and torch.all(grid.values.view(8, 8, 8)[4:] == 0.1)
+    # after warm-up only a subset of cells is visited: some decay, the rest keep their value
+    before = grid.values.clone()
+    grid.update(8, lambda p: torch.zeros(len(p)), generator=torch.Generator().manual_seed(0))
+    changed = grid.values != before
+    assert 0 < int(changed.sum()) < grid.values.numel()
+    torch.testing.assert_close(grid.values[changed], before[changed] * 0.5)
+    assert int(grid.n_updates) == 5
+    sd = grid.state_dict()
+    assert set(sd) == {"values", "bitfield", "n_updates"}
+    other = OccupancyGrid([0, 0, 0, 1, 1, 1], resolution=8)
+    other.load_state_dict(sd)
+    assert torch.equal(other.bitfield, grid.bitfield)
+
+
+def test_cascades_cover_a_larger_box():
+    grid = OccupancyGrid([-1, -1, -1, 1, 1, 1], resolution=8, n_cascades=2, update_every=1)
+    grid.update(0, lambda p: (p.norm(dim=-1) > 1.2).float())
+    pts = torch.tensor([[1.9, 0.0, 0.0], [0.0, 0.0, 0.0], [2.5, 0.0, 0.0]])
+    assert grid.occupied(pts).tolist() == [True, False, False]
