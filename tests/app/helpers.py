@@ -75,3 +75,18 @@ def compose_config(overrides: list[str], name: str = "config"):
     register_configs()
     with initialize_config_dir(config_dir=str(CONF), version_base="1.3"):
         return compose(name, overrides=overrides)
+# The instant model small enough for a few steps in about a second on a CPU.
+TINY_INSTANT = [
+    "model=instant",
+    "model.n_levels=4",
+    "model.log2_table_size=10",
+    "model.base_resolution=4",
+    "model.max_resolution=32",
+    "model.hidden=16",
+    "model.geo_features=7",
+    "model.grid_resolution=8",
+    "model.grid_update_every=2",
+    "model.grid_warmup_steps=2",
+    "model.steps_per_diagonal=32",
+    "model.chunk=512",
+]

@@ -1,0 +1,206 @@
+"""Quality against wall-clock time: train each model for a fixed budget, PSNR on held-out views.
+
+    python bench/time_to_psnr.py --data PATH --models nerf instant [--minutes M] [--size S]
+                                 [--device cpu|cuda] [--evals K] [--eval-views V] [--out DIR]
+
+The scene is a Blender-format folder (``/work/shared/data/lego``: its training split), resized to
+S x S (default 100), every 8th view held out. Each model trains in its own process (so peak RSS is
+its own) on random rays of the other views, composited on white, for M minutes of training time;
+at K evenly spaced times (and at the end) training pauses and the model renders the held-out
+views (V of them, default all): that time is not counted. Prints the curves as a table, writes
+``time_to_psnr.png`` (PSNR against minutes, one colour per model: nerf blue, instant orange,
+then green, red, purple) and ``time_to_psnr.json`` in ``--out``, and ends with one JSON line:
+``{"models": {NAME: {"t_s", "psnr", "final_psnr", "steps_per_s", "peak_rss_mb"}}, "size", "device"}``.
+
+Models (``CONTENDERS``; add a row for another model):
+* ``nerf``: the lego recipe shrunk to fit small images and a CPU: 8 x 128 MLPs (paper: 8 x 256),
+  32 coarse + 64 fine samples (paper: 64 + 128), 1024 rays per step, Adam 5e-4.
+* ``instant``: ``experiment=lego_fast``'s model (hash grid, 128^3 occupancy grid over
+  [-1.5, 1.5]^3) at 4096 rays per step, Adam 1e-2 (eps 1e-15).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import resource
+import subprocess
+import sys
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from harness import sync  # noqa: E402
+
+from nerflite.cameras import generate_rays  # noqa: E402
+from nerflite.data.images import read_image  # noqa: E402
+from nerflite.data.parsers import load_scene  # noqa: E402
+from nerflite.metrics import psnr  # noqa: E402
+from nerflite.models.base import render_rays_chunked  # noqa: E402
+
+
+@dataclass
+class Contender:
+    model: torch.nn.Module
+    optimizer: torch.optim.Optimizer
+    rays_per_step: int
+
+
+def _nerf(scene, device) -> Contender:
+    from nerflite.models.nerf import NeRFConfig, NeRFModel
+
+    cfg = NeRFConfig(netwidth=128, netwidth_fine=128, n_samples=32, n_importance=64, chunk=4096)
+    model = NeRFModel(cfg, background=scene.background).to(device)
+    return Contender(model, torch.optim.Adam(model.parameters(), lr=5e-4), 1024)
+
+
+def _instant(scene, device) -> Contender:
+    from nerflite.models.instant import InstantConfig, InstantModel
+
+    cfg = InstantConfig(aabb=[-1.5, -1.5, -1.5, 1.5, 1.5, 1.5], steps_per_diagonal=512, chunk=8192)
+    model = InstantModel(cfg, background=scene.background, far=scene.far).to(device)
+    opt = torch.optim.Adam(model.optimizer_groups(1e-2), lr=1e-2, eps=1e-15, betas=(0.9, 0.99))
+    return Contender(model, opt, 4096)
+
+
+CONTENDERS: dict[str, Callable] = {"nerf": _nerf, "instant": _instant}  # name -> (scene, device) -> Contender
+COLOURS = [(31, 119, 180), (255, 127, 14), (44, 160, 44), (214, 39, 40), (148, 103, 189)]
+
+
+def load_views(data: str, size: int, device):
+    """(scene, train rays, train colours, [(rays, colours)] of held-out views) at size x size."""
+    scene = load_scene(data, format="blender", holdout=8)
+    w0 = int(scene.cameras.width[0])
+    scene = load_scene(data, format="blender", holdout=8, downscale=w0 / size)
+    cams, bg = scene.cameras, torch.tensor(scene.background, dtype=torch.float32)
+
+    def view(i: int):
+        img = torch.from_numpy(read_image(scene.image_paths[i], (size, size))).float() / 255.0
+        rgb = img[..., :3] * img[..., 3:] + bg * (1 - img[..., 3:]) if img.shape[-1] == 4 else img
+        ys, xs = torch.meshgrid(torch.arange(size), torch.arange(size), indexing="ij")
+        idx = torch.full((size * size,), i)
+        rays = generate_rays(cams, idx, ys.reshape(-1), xs.reshape(-1), scene.near, scene.far)
+        return rays, rgb.reshape(-1, 3)
+
+    from nerflite.rays import RayBundle
+
+    train = [view(i) for i in scene.split("train")]
+    rays = RayBundle.cat([r for r, _ in train]).to(device)
+    rgb = torch.cat([c for _, c in train]).to(device)
+    return scene, rays, rgb, [view(i) for i in scene.split("test")]
+
+
+def run_one(args) -> dict:
+    """Train one model for the budget; returns its curve (this runs in its own process)."""
+    device = torch.device(args.device)
+    torch.manual_seed(0)
+    scene, rays, rgb, held = load_views(args.data, args.size, device)
+    held = held[: args.eval_views] if args.eval_views > 0 else held
+    c = CONTENDERS[args.one](scene, device)
+    budget = args.minutes * 60.0
+    marks = [budget * (k + 1) / args.evals for k in range(args.evals)]
+    g = torch.Generator(device="cpu").manual_seed(0)
+    t_s, curve, steps, trained = [], [], 0, 0.0
+
+    def evaluate() -> float:
+        c.model.eval()
+        scores = []
+        for r, target in held:
+            out = render_rays_chunked(c.model, r, c.model.cfg.chunk, keys=("rgb",))
+            scores.append(float(psnr(out["rgb"].clamp(0, 1), target)))
+        c.model.train()
+        return float(np.mean(scores))
+
+    c.model.train()
+    while marks:
+        t0 = time.perf_counter()
+        idx = torch.randint(0, len(rays), (c.rays_per_step,), generator=g).to(device)
+        c.model.set_step(steps)
+        out = c.model(rays[idx])
+        loss = sum(c.model.losses(out, {"rgb": rgb[idx]}).values())
+        c.optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        c.optimizer.step()
+        steps += 1
+        if steps % 16 == 0 or trained + (time.perf_counter() - t0) >= marks[0]:
+            sync(device)  # wall time covers the queued work
+        trained += time.perf_counter() - t0
+        if trained >= marks[0]:
+            marks.pop(0)
+            t_s.append(round(trained, 2))
+            curve.append(round(evaluate(), 3))
+            print(f"  {args.one}: {trained:7.1f} s  step {steps:6d}  PSNR {curve[-1]:.2f} dB", file=sys.stderr)
+    rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0
+    return {"t_s": t_s, "psnr": curve, "final_psnr": curve[-1], "steps_per_s": round(steps / trained, 3),
+            "peak_rss_mb": round(rss, 1)}  # fmt: skip
+
+
+def plot(results: dict, path: Path, w: int = 640, h: int = 400) -> None:
+    """PSNR against minutes, drawn with numpy (one polyline per model, grey axes) and saved as PNG."""
+    import imageio.v3 as iio
+
+    img = np.full((h, w, 3), 255, dtype=np.uint8)
+    pad = 40
+    img[h - pad, pad : w - pad // 2] = img[pad // 2 : h - pad, pad] = 128
+    t_max = max(max(r["t_s"]) for r in results.values()) or 1.0
+    vals = [p for r in results.values() for p in r["psnr"]]
+    lo, hi = min(vals) - 1, max(vals) + 1
+
+    def xy(t, p):
+        return pad + t / t_max * (w - 1.5 * pad), h - pad - (p - lo) / (hi - lo) * (h - 1.5 * pad)
+
+    for k, r in enumerate(results.values()):
+        pts = [xy(0.0, r["psnr"][0])] + [xy(t, p) for t, p in zip(r["t_s"], r["psnr"])]
+        for (x0, y0), (x1, y1) in zip(pts[:-1], pts[1:]):
+            for s in np.linspace(0, 1, 200):
+                x, y = int(x0 + s * (x1 - x0)), int(y0 + s * (y1 - y0))
+                img[max(y - 1, 0) : y + 2, max(x - 1, 0) : x + 2] = COLOURS[k % len(COLOURS)]
+    iio.imwrite(path, img)
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--data", required=True, help="Blender-format scene folder (e.g. /work/shared/data/lego)")
+    ap.add_argument("--models", nargs="+", default=["nerf", "instant"], choices=sorted(CONTENDERS))
+    ap.add_argument("--minutes", type=float, default=15.0, help="training time per model")
+    ap.add_argument("--size", type=int, default=100, help="image side in pixels")
+    ap.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
+    ap.add_argument("--evals", type=int, default=10, help="evaluations, evenly spaced over the budget")
+    ap.add_argument("--eval-views", type=int, default=0, help="held-out views per evaluation (0: all)")
+    ap.add_argument("--threads", type=int, default=0, help="torch CPU threads (0: torch's default)")
+    ap.add_argument("--out", default="bench_out", help="folder of the plot and the JSON")
+    ap.add_argument("--one", default=None, help=argparse.SUPPRESS)  # internal: run one model, print its JSON
+    args = ap.parse_args()
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    if args.one:
+        print(json.dumps(run_one(args)))
+        return
+    results = {}
+    for name in args.models:
+        cmd = [sys.executable, __file__, "--one", name, *sys.argv[1:]]
+        proc = subprocess.run(cmd, stdout=subprocess.PIPE, text=True)
+        if proc.returncode != 0:
+            sys.exit(f"time_to_psnr: {name} failed (exit {proc.returncode})")
+        results[name] = json.loads(proc.stdout.strip().splitlines()[-1])
+    print(f"held-out PSNR (dB) against training time, {args.size}x{args.size}, {args.device}")
+    print(f"{'model':10s} {'steps/s':>8s} {'rss MB':>8s}  curve (t s: PSNR)")
+    for name, r in results.items():
+        curve = "  ".join(f"{t:.0f}: {p:.2f}" for t, p in zip(r["t_s"], r["psnr"]))
+        print(f"{name:10s} {r['steps_per_s']:8.2f} {r['peak_rss_mb']:8.0f}  {curve}")
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    summary = {"models": results, "size": args.size, "device": args.device}
+    plot(results, out / "time_to_psnr.png")
+    (out / "time_to_psnr.json").write_text(json.dumps(summary, indent=1))
+    print(json.dumps(summary))
+
+
+if __name__ == "__main__":
+    main()

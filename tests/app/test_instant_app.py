@@ -1,0 +1,73 @@
+"""model=instant through the application: train, checkpoint (with the occupancy grid), resume, render."""
+
+import json
+import shutil
+from pathlib import Path
+
+import pytest
+import torch
+
+from nerflite.engine import checkpoint as ckpt
+from nerflite.engine import trainer as trainer_mod
+from nerflite.engine.render import render
+from nerflite.engine.trainer import TrainingDiverged, train
+from tests.app.helpers import TINY_INSTANT, TINY_RUN, compose_config
+
+
+@pytest.fixture
+def instant_cfg(tiny_scene, tmp_path, one_thread):
+    def make(*extra: str):
+        scene = tiny_scene("blender")
+        paths = [f"dataset.path={scene}", f"output_root={tmp_path / 'out'}"]
+        return compose_config([*paths, *TINY_INSTANT, *TINY_RUN, *extra])
+
+    return make
+
+
+def test_instant_trains_checkpoints_the_grid_resumes_exactly_and_renders(instant_cfg, tmp_path):
+    full = train(instant_cfg())
+    assert full.step == 6 and all(torch.isfinite(torch.tensor(full.losses)))
+    state = torch.load(ckpt.latest(full.run_dir), weights_only=True)["model"]
+    assert {"grid.values", "grid.bitfield", "grid.n_updates"} <= set(state)
+    assert int(state["grid.n_updates"]) == 3  # updates at steps 0, 2, 4
+    assert state["grid.values"].abs().sum() > 0
+    # resuming from step 3 reproduces steps 3-5 bit for bit: grid, tables and RNG all restored
+    cut = tmp_path / "cut"
+    shutil.copytree(full.run_dir, cut)
+    for p in ckpt.list_checkpoints(cut / "checkpoints")[1:]:
+        p.unlink()
+    resumed = train(instant_cfg(f"resume={cut}"))
+    assert resumed.losses == full.losses[3:]
+    again = torch.load(ckpt.latest(cut), weights_only=True)["model"]
+    assert torch.equal(again["grid.values"], state["grid.values"])
+    assert torch.equal(again["field.encoding.table"], state["field.encoding.table"])
+
+    out = render(compose_config([f"run={full.run_dir}", "path=test", f"out={tmp_path / 'r'}"], name="render"))
+    metrics = json.loads((out / "metrics.json").read_text())
+    assert metrics["views"] and metrics["mean"]["psnr"] > 5.0
+
+
+def test_a_non_finite_loss_between_host_checks_still_stops_before_the_next_checkpoint(instant_cfg, monkeypatch):
+    """The loss is read back only every log_every steps; a NaN at step 4 must still stop the run
+    before the checkpoint of step 6 and name step 4."""
+    real = trainer_mod.build_model
+
+    def poisoned(*args, **kwargs):
+        model = real(*args, **kwargs)
+        losses = model.losses
+
+        def bad_losses(outputs, batch):
+            out = losses(outputs, batch)
+            if model.step == 4:
+                out["rgb"] = out["rgb"] * float("nan")
+            return out
+
+        model.losses = bad_losses
+        return model
+
+    monkeypatch.setattr(trainer_mod, "build_model", poisoned)
+    cfg = instant_cfg("trainer.log_every=100", "trainer.eval_every=0")
+    with pytest.raises(TrainingDiverged, match=r"loss is nan at step 4 \(rgb=nan\).*step_000000003\.pt"):
+        train(cfg)
+    run = next(Path(cfg.output_root).glob("*/*"))
+    assert ckpt.latest(run).name == ckpt.checkpoint_name(3)
