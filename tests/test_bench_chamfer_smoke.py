@@ -5,9 +5,12 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 BENCH = Path(__file__).resolve().parents[1] / "bench"
 
 
+@pytest.mark.slow  # three processes and a generated scene: ~30 s on a busy 2-core box
 def test_time_to_chamfer_prints_curves_then_its_json(tmp_path):
     proc = subprocess.run(
         [sys.executable, str(BENCH / "time_to_chamfer.py"), "--device", "cpu", "--minutes", "0.02", "--evals", "1",
