@@ -2,7 +2,7 @@
 
     python bench/time_to_chamfer.py --models neus neus_instant [--minutes M] [--recipe small|full]
                                     [--views N] [--size S] [--device cpu|cuda] [--evals K]
-                                    [--mesh-res R] [--out DIR]
+                                    [--mesh-res R] [--override KEY=VALUE ...] [--out DIR]
 
 The companion of ``time_to_psnr.py`` for models with a surface. The scene is the generated
 synthetic NeuS-format scene (``nerflite.data.synthetic``: a box, a sphere sunk into it and a torus,
@@ -73,6 +73,7 @@ def compose(name: str, args):
         "datamanager.workers=0",
         "datamanager.cache=ram",
         f"trainer.device={args.device}",
+        *args.override,
     ]
     conf = Path(__file__).resolve().parents[1] / "conf"
     with initialize_config_dir(config_dir=str(conf), version_base="1.3"):
@@ -142,6 +143,7 @@ def main() -> None:
     ap.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
     ap.add_argument("--evals", type=int, default=10, help="evaluations, evenly spaced over the budget")
     ap.add_argument("--mesh-res", type=int, default=64, help="marching-cubes grid points per axis")
+    ap.add_argument("--override", nargs="*", default=[], help="Hydra overrides for every model (model.mask_weight=1)")
     ap.add_argument("--threads", type=int, default=0, help="torch CPU threads (0: torch's default)")
     ap.add_argument("--out", default="bench_out", help="folder of the scene, the plot and the JSON")
     ap.add_argument("--one", default=None, help=argparse.SUPPRESS)  # internal: run one model, print its JSON
