@@ -5,13 +5,14 @@ Measured on a busy shared 2-core CPU, one thread, process CPU seconds of the tra
 128 rays per step, both models with mask weight 1.0 and their schedules ending at the last step
 (Chamfer to ``gt_points.ply`` in the dataset's world units):
 
-    neus_instant (this test's config), 120 steps, 10.5 s:  0.32 -> 0.093  (seeds 1, 2: 0.091, 0.089)
+    neus_instant (this test's config), 120 steps,  8.0 s:  0.32 -> 0.089  (seed 1: 0.31 -> 0.095)
     vanilla NeuS (tests/test_neus_learning.py's config), 120 steps,  9.4 s:  0.50 -> 0.111
                                                           150 steps, 11.8 s:  0.50 -> 0.102
                                                           200 steps, 14.7 s:  0.50 -> 0.075
 
-So on a CPU the gain is modest (pure-PyTorch hash lookups cost about as much as vanilla's small
-MLP); the bar below, 0.1 in 120 steps, is one vanilla NeuS has not reached after 150 steps.
+At these tiny sizes the gain is modest (pure-PyTorch hash lookups cost about as much per point as
+vanilla's small MLP); the bar below, 0.1 in 120 steps (8 s), is one vanilla NeuS has not reached
+after 150 steps (11.8 s). bench/time_to_chamfer.py measures the presets over minutes.
 """
 
 from __future__ import annotations
