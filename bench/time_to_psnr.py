@@ -16,7 +16,8 @@ Models (``CONTENDERS``; add a row for another model):
 * ``nerf``: the lego recipe shrunk to fit small images and a CPU: 8 x 128 MLPs (paper: 8 x 256),
   32 coarse + 64 fine samples (paper: 64 + 128), 1024 rays per step, Adam 5e-4.
 * ``instant``: ``experiment=lego_fast``'s model (hash grid, 128^3 occupancy grid over
-  [-1.5, 1.5]^3) at 4096 rays per step, Adam 1e-2 (eps 1e-15).
+  [-1.5, 1.5]^3, 2^18 sample slots) at 4096 rays per step, Adam 1e-2 (eps 1e-15). On the CPU: 2^17 entries per
+  level up to resolution 512, a 64^3 grid, 256 steps across the box, 1024 rays per step.
 """
 
 from __future__ import annotations
@@ -63,10 +64,15 @@ def _nerf(scene, device) -> Contender:
 def _instant(scene, device) -> Contender:
     from nerflite.models.instant import InstantConfig, InstantModel
 
-    cfg = InstantConfig(aabb=[-1.5, -1.5, -1.5, 1.5, 1.5, 1.5], steps_per_diagonal=512, chunk=8192)
+    cfg = InstantConfig(aabb=[-1.5, -1.5, -1.5, 1.5, 1.5, 1.5], steps_per_diagonal=1024, chunk=8192,
+                        sample_budget=262144)  # fmt: skip
+    rays = 4096
+    if device.type == "cpu":  # sized for a few CPU cores and 100 px images
+        cfg.log2_table_size, cfg.max_resolution, cfg.grid_resolution, cfg.steps_per_diagonal = 17, 512, 64, 256
+        cfg.sample_budget, rays = 0, 1024  # exact packing: a CPU has no queue to keep full
     model = InstantModel(cfg, background=scene.background, far=scene.far).to(device)
     opt = torch.optim.Adam(model.optimizer_groups(1e-2), lr=1e-2, eps=1e-15, betas=(0.9, 0.99))
-    return Contender(model, opt, 4096)
+    return Contender(model, opt, rays)
 
 
 CONTENDERS: dict[str, Callable] = {"nerf": _nerf, "instant": _instant}  # name -> (scene, device) -> Contender

@@ -66,13 +66,16 @@ def pack_mask(mask: Tensor, budget: int) -> tuple[Tensor, Tensor, Tensor | None]
     """(ray index [m], step index [m], valid [m] or None) of the True entries of ``mask`` [n, S].
 
     ``budget`` 0: exactly the True entries (a data-dependent size). ``budget`` > 0: ``budget``
-    slots filled in ray order, the rest marked invalid (ray n-1, step 0); entries beyond the
-    budget are dropped. No host sync in the second form.
+    slots filled in ray order, the rest marked invalid (ray n-1, step 0); each ray keeps at most
+    its first ``budget // n`` entries, so the total fits and no ray loses its samples to the
+    others. No host sync in the second form.
     """
     n, s = mask.shape
     if budget <= 0:
         ray, step = mask.nonzero(as_tuple=True)
         return ray, step, None
+    per_ray = max(budget // n, 1)  # every ray keeps at most its share: none is starved by the others
+    mask = mask & (torch.cumsum(mask.int(), dim=1) <= per_ray)
     flat = mask.reshape(-1)
     pos = torch.cumsum(flat.long(), dim=0) - 1  # [n * S] slot of each kept entry
     keep = flat & (pos < budget)

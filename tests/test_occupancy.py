@@ -30,12 +30,16 @@ def test_pack_mask_budget_matches_exact():
     ray, step, valid = pack_mask(mask, 0)
     assert valid is None and torch.all(mask[ray, step]) and len(ray) == int(mask.sum())
     assert torch.all(ray[1:] >= ray[:-1])
-    for budget in (200, int(mask.sum()), 5):
+    for budget in (200, 13 * 9):  # every ray's share (15, 9) holds all of its entries
         r, s, v = pack_mask(mask, budget)
-        k = min(budget, int(mask.sum()))
+        k = int(mask.sum())
         assert len(r) == budget and int(v.sum()) == k
-        assert torch.equal(r[:k], ray[:k]) and torch.equal(s[:k], step[:k])
+        assert torch.equal(r[:k], ray) and torch.equal(s[:k], step)
         assert torch.all(r[1:] >= r[:-1])  # padding stays sorted
+    r, s, v = pack_mask(mask, 26)  # 2 per ray: each ray keeps its first two entries
+    per_ray = torch.cumsum(mask.int(), dim=1) <= 2
+    ray2, step2 = (mask & per_ray).nonzero(as_tuple=True)
+    assert torch.equal(r[v], ray2) and torch.equal(s[v], step2)
 
 
 def test_empty_space_gives_no_samples_and_a_cube_samples_only_inside():

@@ -9,6 +9,7 @@ import torch
 
 from nerflite.engine import checkpoint as ckpt
 from nerflite.engine import trainer as trainer_mod
+from nerflite.engine.optim import make_optimizer
 from nerflite.engine.render import render
 from nerflite.engine.trainer import TrainingDiverged, train
 from tests.app.helpers import TINY_INSTANT, TINY_RUN, compose_config
@@ -71,3 +72,23 @@ def test_a_non_finite_loss_between_host_checks_still_stops_before_the_next_check
         train(cfg)
     run = next(Path(cfg.output_root).glob("*/*"))
     assert ckpt.latest(run).name == ckpt.checkpoint_name(3)
+
+
+class _Scene:
+    def __init__(self, ndc: bool):
+        self.background, self.sphere_center, self.sphere_radius = (1.0, 1.0, 1.0), torch.zeros(3), 1.97
+        self.ndc, self.far = ndc, 1.0 if ndc else 6.0
+
+
+@pytest.mark.parametrize("experiment, box, mode", [("lego_fast", 1.5, "bounded"), ("fern_fast", 1.5, "ndc")])
+def test_fast_experiments_compose_and_build_at_full_size(experiment, box, mode):
+    from nerflite.engine.setup import build_model
+
+    cfg = compose_config([f"experiment={experiment}"])
+    assert cfg.name == experiment and cfg.model.name == "instant" and cfg.trainer.adam_eps == 1e-15
+    model = build_model(cfg.model, _Scene(ndc=mode == "ndc"))
+    assert model.mode == mode and float(model.box_hi[0]) == box
+    assert model.field.encoding.resolutions[-1] == 2048 and model.grid.resolution == 128
+    groups = make_optimizer(model, cfg.trainer)
+    assert sum(len(g["params"]) for g in groups.param_groups) == len(list(model.parameters()))
+    assert groups.defaults["eps"] == 1e-15
