@@ -25,6 +25,7 @@ from nerflite.data.parsers import DatasetConfig
 from nerflite.models.instant import InstantConfig
 from nerflite.models.nerf import NeRFConfig
 from nerflite.models.neus import NeuSConfig
+from nerflite.models.neus_instant import NeuSInstantConfig
 from nerflite.viewer.config import ViewerConfig
 
 
@@ -104,6 +105,7 @@ class RenderConfig:
 
 
 MODEL_SCHEMAS = {"nerf": NeRFConfig, "neus": NeuSConfig, "instant": InstantConfig}  # model.name -> its config dataclass
+MODEL_SCHEMAS["neus_instant"] = NeuSInstantConfig
 
 
 def register_configs() -> None:

@@ -78,8 +78,15 @@ def _instant(cfg, scene: Scene) -> Model:
     )  # fmt: skip
 
 
+def _neus_instant(cfg, scene: Scene) -> Model:
+    from nerflite.models.neus_instant import NeuSInstantModel
+
+    return NeuSInstantModel(cfg, sphere_center=scene.sphere_center, sphere_radius=scene.sphere_radius)
+
+
 # model.name -> how to build it for a scene from its config dataclass (schemas: config.MODEL_SCHEMAS)
 MODEL_BUILDERS = {"nerf": _nerf, "neus": _neus, "instant": _instant}
+MODEL_BUILDERS["neus_instant"] = _neus_instant
 
 
 def build_model(mcfg, scene: Scene) -> Model:

@@ -38,6 +38,25 @@ TINY_NEUS = [
     "model.bg_layers=2",
     "model.bg_width=16",
 ]
+# A NeuS-instant (hash-grid SDF) of a few thousand parameters.
+TINY_NEUS_INSTANT = [
+    "model.n_levels=4",
+    "model.log2_table_size=10",
+    "model.base_resolution=4",
+    "model.max_resolution=32",
+    "model.start_levels=1",
+    "model.level_every=2",
+    "model.sdf_width=16",
+    "model.feature_dim=7",
+    "model.color_layers=1",
+    "model.color_width=16",
+    "model.n_samples=8",
+    "model.n_importance=8",
+    "model.n_candidates=16",
+    "model.occ_resolution=16",
+    "model.occ_every=2",
+    "model.chunk=512",
+]
 TINY_RUN = [
     "datamanager.rays_per_batch=64",
     "datamanager.workers=0",

@@ -8,18 +8,19 @@ from hydra.errors import ConfigCompositionException
 from omegaconf.errors import ValidationError
 
 from nerflite.engine.setup import build_datamanager, build_model, build_scene
-from tests.app.helpers import TINY_INSTANT, TINY_NERF, TINY_NEUS, compose_config
+from tests.app.helpers import TINY_INSTANT, TINY_NERF, TINY_NEUS, TINY_NEUS_INSTANT, compose_config
 
 REPO = Path(__file__).resolve().parents[2]
 SCENE_FORMAT = {"synthetic": "blender", "blender": "blender", "llff": "llff", "neus": "neus"}
 
 
-@pytest.mark.parametrize("model", ["nerf", "neus", "instant"])
+@pytest.mark.parametrize("model", ["nerf", "neus", "instant", "neus_instant"])
 @pytest.mark.parametrize("dataset", ["synthetic", "blender", "llff", "neus"])
 def test_every_dataset_and_model_composes_and_runs_a_step(dataset, model, tiny_scene, one_thread):
-    fmt = "neus" if (dataset, model) == ("synthetic", "neus") else SCENE_FORMAT[dataset]  # see conf/preset/
+    sdf = model in ("neus", "neus_instant")
+    fmt = "neus" if dataset == "synthetic" and sdf else SCENE_FORMAT[dataset]  # see conf/preset/
     path = tiny_scene(fmt)
-    tiny = {"nerf": TINY_NERF, "neus": TINY_NEUS, "instant": TINY_INSTANT[1:]}[model]
+    tiny = {"nerf": TINY_NERF, "neus": TINY_NEUS, "instant": TINY_INSTANT[1:], "neus_instant": TINY_NEUS_INSTANT}[model]
     cfg = compose_config(
         [
             f"dataset={dataset}",
@@ -42,7 +43,7 @@ def test_every_dataset_and_model_composes_and_runs_a_step(dataset, model, tiny_s
         loss = sum(losses.values())
         loss.backward()
         assert torch.isfinite(loss)
-        if model == "neus" and scene.has_masks:
+        if sdf and scene.has_masks:
             assert "mask" in losses
     finally:
         dm.close()
@@ -86,6 +87,20 @@ def test_every_dataset_and_model_composes_and_runs_a_step(dataset, model, tiny_s
                 "model.anneal_end": 50000,
                 "model.lr": 5e-4,
                 "model.n_outside": 0,
+            },
+        ),
+        (
+            "dtu_fast",
+            {
+                "model.name": "neus_instant",
+                "dataset.format": "neus",
+                "dataset.masks": True,
+                "trainer.steps": 20000,
+                "model.end_iter": 20000,
+                "model.n_levels": 16,
+                "model.log2_table_size": 19,
+                "model.lr": 1e-2,
+                "datamanager.rays_per_batch": 2048,
             },
         ),
     ],
