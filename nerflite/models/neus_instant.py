@@ -16,7 +16,8 @@ Per batch of rays, in the unit-sphere frame (as NeuSModel):
 
 Training schedule, all derived from the step in ``set_step``: ``cos_anneal_ratio`` and the
 progressive levels (``start_levels`` coarse levels, one more every ``level_every`` steps); a
-checkpoint brings them back through ``Model.load_state`` (resume, render.py, the viewer). The occupancy grid is recomputed from the SDF every ``occ_every`` training steps (a buffer,
+checkpoint brings them back through ``Model.load_state`` (resume, render.py, the viewer).
+The occupancy grid is recomputed from the SDF every ``occ_every`` training steps (a buffer,
 saved with the model). Losses as vanilla NeuS: colour L1 (inside the mask when masks are used),
 eikonal, mask BCE. The learned variance gets its own learning rate (``optimizer_groups``).
 """
