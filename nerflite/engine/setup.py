@@ -57,6 +57,13 @@ def build_scene(dcfg: DictConfig) -> Scene:
     return load_scene(to_dataclass(dcfg, DatasetSchema))
 
 
+def check_ray_space(model_cls: type, name: str, scene: Scene) -> None:
+    """Refuse NDC rays for a model class that declares ``needs_world_rays`` (NeuS: its bounding
+    sphere is measured in world units, so NDC rays would sample nothing)."""
+    if getattr(model_cls, "needs_world_rays", False) and scene.ndc:
+        raise ValueError(f"model={name} needs world-space rays: set dataset.ndc=false")
+
+
 def build_model(mcfg, scene: Scene) -> Model:
     """The model the ``model`` config names (``model.name``: nerf | neus), set up for ``scene``."""
     from nerflite.engine.config import MODEL_SCHEMAS
@@ -71,7 +78,9 @@ def build_model(mcfg, scene: Scene) -> Model:
         return NeRFModel(model_cfg, background=scene.background)
     from nerflite.models.neus import NeuSModel
 
-    return NeuSModel(model_cfg, sphere_center=scene.sphere_center, sphere_radius=scene.sphere_radius)
+    check_ray_space(NeuSModel, name, scene)
+    return NeuSModel(model_cfg, sphere_center=scene.sphere_center, sphere_radius=scene.sphere_radius,
+                     background=scene.background)
 
 
 def build_datamanager(cfg: DictConfig, scene: Scene, device, rank: int = 0, world_size: int = 1):
