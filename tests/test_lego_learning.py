@@ -1,0 +1,77 @@
+"""The lego recipe, shrunk, learns the real lego scene: held-out PSNR above a measured floor.
+
+``experiment=lego`` composed as a user would, on ``../shared/data/lego`` (the training split only,
+so the parser holds out every 8th view: 13 of 100), at 100x100 (``dataset.downscale=8``), with the
+MLPs shrunk from 8x256 to 4x128 (skip after layer 2), 32 coarse + 32 fine samples instead of
+64 + 128, 1024 rays per step, 100 precrop steps instead of 500, and the recipe's Adam (5e-4,
+lrate_decay 500). The loop is the trainer's (optimizer and schedule from ``nerflite.engine.optim``).
+
+Measured (seed 0, on the shared, busy 2-core CPU machine, 2 threads): held-out PSNR over all 13
+views 9.1 dB untrained; the best constant colour (the training mean) gives 15.5 dB; after STEPS
+steps 21.0 dB, about 2.5 min of training (~0.6 s a step). The floor, 19.5 dB, sits 1.5 dB under the
+measurement for run-to-run noise (seeds 1 and 2: 20.8 and 21.1 dB) and 4 dB above the constant
+colour, which a model whose sampling, compositing or gradients broke does not get past.
+"""
+
+from __future__ import annotations
+
+import time
+
+import pytest
+import torch
+
+from nerflite.engine.optim import make_optimizer, make_scheduler
+from nerflite.engine.setup import build_datamanager, build_model, build_scene, seed_everything
+from nerflite.metrics import psnr
+from nerflite.models.base import render_rays_chunked
+from tests.app.helpers import compose_config
+
+STEPS = 250
+PSNR_FLOOR = 19.5
+
+
+def held_out_psnr(model, dm) -> float:
+    """PSNR over the pixels of every held-out view together."""
+    model.eval()
+    preds, targets = [], []
+    for _, rays, batch in dm.iter_eval_images():
+        preds.append(render_rays_chunked(model, rays, 4096)["rgb"])
+        targets.append(batch["rgb"].cpu())
+    model.train()
+    return float(psnr(torch.cat(preds), torch.cat(targets)))
+
+
+@pytest.mark.slow
+def test_shrunk_lego_recipe_learns_real_lego(shared_data, steps: int = STEPS, seed: int = 0):
+    cfg = compose_config([
+        "experiment=lego", f"dataset.path={shared_data('lego')}", "dataset.downscale=8",
+        "model.netdepth=4", "model.netwidth=128", "model.netdepth_fine=4", "model.netwidth_fine=128",
+        "model.skips=[2]", "model.n_samples=32", "model.n_importance=32", "datamanager.workers=0",
+        "datamanager.precrop_steps=100", f"trainer.steps={steps}", f"seed={seed}",
+    ])
+    assert cfg.datamanager.rays_per_batch == 1024 and cfg.trainer.decay_steps == 500000
+    seed_everything(cfg.seed)
+    scene = build_scene(cfg.dataset)
+    assert len(scene.split("test")) == 13 and int(scene.cameras.width[0]) == 100
+    model = build_model(cfg.model, scene)
+    dm = build_datamanager(cfg, scene, torch.device("cpu"))
+    optim = make_optimizer(model, cfg.trainer)
+    sched = make_scheduler(optim, cfg.trainer, model)
+    try:
+        untrained = held_out_psnr(model, dm)
+        start = time.perf_counter()
+        for step in range(steps):
+            model.set_step(step)
+            rays, batch = dm.next_train(step)
+            loss = sum(model.losses(model(rays), batch).values())
+            optim.zero_grad()
+            loss.backward()
+            optim.step()
+            sched.step()
+        train_s = time.perf_counter() - start
+        trained = held_out_psnr(model, dm)
+    finally:
+        dm.close()
+    msg = f"lego 100px, {steps} steps in {train_s:.0f} s: held-out PSNR {untrained:.2f} -> {trained:.2f} dB"
+    print(msg)
+    assert trained > PSNR_FLOOR, msg
