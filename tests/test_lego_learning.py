@@ -1,16 +1,19 @@
 """The lego recipe, shrunk, learns the real lego scene: held-out PSNR above a measured floor.
 
 ``experiment=lego`` composed as a user would, on ``../shared/data/lego`` (the training split only,
-so the parser holds out every 8th view: 13 of 100), at 100x100 (``dataset.downscale=8``), with the
-MLPs shrunk from 8x256 to 4x128 (skip after layer 2), 32 coarse + 32 fine samples instead of
-64 + 128, 1024 rays per step, 100 precrop steps instead of 500, and the recipe's Adam (5e-4,
-lrate_decay 500). The loop is the trainer's (optimizer and schedule from ``nerflite.engine.optim``).
+so the parser holds out every 8th view: 13 of 100), at 100x100 (``dataset.downscale=8``), shrunk:
+MLPs 4x128 (skip after layer 2) instead of 8x256, 32 coarse + 32 fine samples instead of 64 + 128,
+512 rays per step instead of 1024, 50 precrop steps instead of 500, and Adam at 2e-3 instead of
+5e-4 (a small MLP on a short budget; the recipe's lrate_decay=500 shape is kept). The loop is the
+trainer's: optimizer and schedule from ``nerflite.engine.optim``, batches from the DataManager.
 
-Measured (seed 0, on the shared, busy 2-core CPU machine, 2 threads): held-out PSNR over all 13
-views 9.1 dB untrained; the best constant colour (the training mean) gives 15.5 dB; after STEPS
-steps 21.0 dB, about 2.5 min of training (~0.6 s a step). The floor, 19.5 dB, sits 1.5 dB under the
-measurement for run-to-run noise (seeds 1 and 2: 20.8 and 21.1 dB) and 4 dB above the constant
-colour, which a model whose sampling, compositing or gradients broke does not get past.
+Measured (seed 0, 2 threads, on the shared 2-core CPU machine while other work ran; ~1.15 s of
+CPU time per step, 13 min of wall-clock training there, a few minutes on an idle machine):
+held-out PSNR over the pixels of all 13 views 12.6 dB after 100 steps, 18.7 after 200, 19.9 after
+STEPS = 300. The best constant colour (the held-out views' own mean, an oracle) gives 10.4 dB.
+The floor, 17.5 dB, leaves 2.4 dB under the measurement for run-to-run variation (no other seeds
+were measured for lack of CPU time) and sits 7 dB above the best constant, near which a model
+whose sampling, compositing or gradients broke stays.
 """
 
 from __future__ import annotations
@@ -27,7 +30,7 @@ from nerflite.models.base import render_rays_chunked
 from tests.app.helpers import compose_config
 
 STEPS = 300
-PSNR_FLOOR = 19.5
+PSNR_FLOOR = 17.5
 
 
 def held_out_psnr(model, dm) -> float:
