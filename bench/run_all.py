@@ -46,6 +46,7 @@ def main() -> None:
         print(f"skipping the datamanager benchmark: {lego} not found")
     results["nerf"] = run(["bench/nerf.py", "--device", device, *([] if gpu else ["--steps", "2"])])
     results["neus"] = run(["bench/neus.py", "--device", device, *([] if gpu else ["--steps", "1", "--mesh-res", "64"])])
+    results["parity"] = run(["bench/parity.py"])  # CPU, float64, seconds
     print(json.dumps(results))
 
 

@@ -100,10 +100,12 @@ def hierarchical_upsample(
     round ``i`` density sharpened with ``inv_s = base_inv_s * 2**i``.
 
     ``t`` [n, s] sorted coarse depths; ``sdf_fn`` maps points [m, 3] to signed distances [m].
-    Returns the sorted union [n, s + steps * (n_importance // steps)] (no gradients).
+    Each round inverts the CDF of its weights at the quantiles ``(j + 0.5) / k`` (no randomness,
+    also in training). Returns the sorted union [n, s + steps * (n_importance // steps)] (no gradients).
     """
     n = t.shape[0]
     per_step = n_importance // steps
+    quantiles = (torch.arange(per_step, device=t.device, dtype=t.dtype) + 0.5) / per_step  # [k]
     with torch.no_grad():
         points = origins[:, None] + t[..., None] * directions[:, None]  # [n, s, 3]
         sdf = sdf_fn(points.reshape(-1, 3)).reshape(n, -1)  # [n, s]
@@ -112,9 +114,8 @@ def hierarchical_upsample(
             radius = points.norm(dim=-1)  # [n, s']
             inside = (radius[:, :-1] < 1.0) | (radius[:, 1:] < 1.0)  # [n, s'-1]
             weights = upsample_weights(t, sdf, inside, base_inv_s * 2**i)
-            # evenly spaced interior quantiles i / (k + 1), i = 1..k (drop the quantiles 0 and 1,
-            # which would land on the interval's ends)
-            t_new = sample_pdf(t, weights, per_step + 2, deterministic=True)[:, 1:-1]  # [n, per_step]
+            # the midpoint quantiles (j + 0.5) / k, j = 0..k-1, as in the official NeuS code
+            t_new = sample_pdf(t, weights, per_step, deterministic=True, u=quantiles)  # [n, per_step]
             if i + 1 < steps:
                 new_points = origins[:, None] + t_new[..., None] * directions[:, None]
                 sdf_new = sdf_fn(new_points.reshape(-1, 3)).reshape(n, per_step)
@@ -125,10 +126,16 @@ def hierarchical_upsample(
 
 
 def background_depths(
-    far: Tensor, n_outside: int, perturb: bool, generator: torch.Generator | None = None
+    far: Tensor, n_outside: int, perturb: bool, generator: torch.Generator | None = None,
+    offset: float = 0.0,
 ) -> Tensor:
-    """Depths [n, n_outside] beyond the sphere, uniform in inverse depth from ``far`` [n, 1] to
-    about ``1000 * far`` (stratified jitter when ``perturb``), sorted ascending."""
+    """Depths [n, n_outside] beyond the sphere, sorted ascending: ``far / u + offset`` for
+    ``u = linspace(1e-3, 1 - 1 / (n_outside + 1), n_outside)`` (uniform in inverse depth from just
+    beyond ``far`` [n, 1] to about ``1000 * far``; stratified jitter of ``u`` when ``perturb``).
+
+    ``NeuSModel`` passes ``offset`` = half its nominal section length (``1 / n_samples`` in the
+    unit-sphere frame, as the official code does), so the first background sample lies beyond
+    the midpoint of the last section inside, which starts at ``far``."""
     u = torch.linspace(1e-3, 1.0 - 1.0 / (n_outside + 1.0), n_outside, device=far.device, dtype=far.dtype)
     u = u.expand(far.shape[0], n_outside)
     if perturb:
@@ -137,7 +144,7 @@ def background_depths(
         lower = torch.cat([u[:, :1], mids], -1)
         r = torch.rand(u.shape, device=u.device, dtype=u.dtype, generator=generator)
         u = lower + (upper - lower) * r
-    return far / torch.flip(u, dims=[-1])  # [n, n_outside], increasing
+    return far / torch.flip(u, dims=[-1]) + offset  # [n, n_outside], increasing
 
 
 def inverse_sphere(points: Tensor) -> Tensor:

@@ -60,6 +60,7 @@ def sample_pdf(
     n_samples: int,
     deterministic: bool,
     generator: torch.Generator | None = None,
+    u: Tensor | None = None,
 ) -> Tensor:
     """Draw depths from the piecewise-constant pdf given by ``weights`` over ``bins``.
 
@@ -71,6 +72,9 @@ def sample_pdf(
         deterministic: use the evenly spaced quantiles ``u = linspace(0, 1, n_samples)`` instead
             of uniform random ``u`` (eval mode).
         generator: optional RNG for the random ``u``.
+        u: the quantiles to invert, [k] or [n, k], sorted, in [0, 1]; given, they replace both
+            the evenly spaced and the random ones (``n_samples`` must equal k). NeuS's
+            up-sampling passes the midpoint quantiles ``(i + 0.5) / k``; tests pass fixed draws.
 
     Returns:
         t [n, n_samples], sorted along each ray and inside [bins[:, 0], bins[:, -1]]. Inverse
@@ -84,7 +88,11 @@ def sample_pdf(
     cdf = torch.cat([torch.zeros_like(cdf[:, :1]), cdf], dim=-1)  # [n, s+1]
     cdf[:, -1] = 1.0  # exactly 1 despite rounding, so every u <= 1 is covered
     n = bins.shape[0]
-    if deterministic:
+    if u is not None:
+        if u.shape[-1] != n_samples:
+            raise ValueError(f"sample_pdf: {u.shape[-1]} quantiles given for n_samples={n_samples}")
+        u = u.to(bins).expand(n, n_samples).contiguous()  # [n, k]
+    elif deterministic:
         u = torch.linspace(0.0, 1.0, n_samples, device=bins.device, dtype=bins.dtype)
         u = u.expand(n, n_samples).contiguous()  # [n, k]
     else:

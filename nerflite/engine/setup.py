@@ -57,6 +57,13 @@ def build_scene(dcfg: DictConfig) -> Scene:
     return load_scene(to_dataclass(dcfg, DatasetSchema))
 
 
+def check_ray_space(model_cls: type, name: str, scene: Scene) -> None:
+    """Refuse NDC rays for a model class that declares ``needs_world_rays`` (NeuS: its bounding
+    sphere is measured in world units, so NDC rays would sample nothing)."""
+    if getattr(model_cls, "needs_world_rays", False) and scene.ndc:
+        raise ValueError(f"model={name} needs world-space rays: set dataset.ndc=false")
+
+
 def _nerf(cfg, scene: Scene) -> Model:
     from nerflite.models.nerf import NeRFModel
 
@@ -66,7 +73,9 @@ def _nerf(cfg, scene: Scene) -> Model:
 def _neus(cfg, scene: Scene) -> Model:
     from nerflite.models.neus import NeuSModel
 
-    return NeuSModel(cfg, sphere_center=scene.sphere_center, sphere_radius=scene.sphere_radius)
+    check_ray_space(NeuSModel, cfg.name, scene)
+    return NeuSModel(cfg, sphere_center=scene.sphere_center, sphere_radius=scene.sphere_radius,
+                     background=scene.background)
 
 
 def _instant(cfg, scene: Scene) -> Model:
@@ -81,12 +90,13 @@ def _instant(cfg, scene: Scene) -> Model:
 def _neus_instant(cfg, scene: Scene) -> Model:
     from nerflite.models.neus_instant import NeuSInstantModel
 
-    return NeuSInstantModel(cfg, sphere_center=scene.sphere_center, sphere_radius=scene.sphere_radius)
+    check_ray_space(NeuSInstantModel, cfg.name, scene)
+    return NeuSInstantModel(cfg, sphere_center=scene.sphere_center, sphere_radius=scene.sphere_radius,
+                            background=scene.background)
 
 
 # model.name -> how to build it for a scene from its config dataclass (schemas: config.MODEL_SCHEMAS)
-MODEL_BUILDERS = {"nerf": _nerf, "neus": _neus, "instant": _instant}
-MODEL_BUILDERS["neus_instant"] = _neus_instant
+MODEL_BUILDERS = {"nerf": _nerf, "neus": _neus, "instant": _instant, "neus_instant": _neus_instant}
 
 
 def build_model(mcfg, scene: Scene) -> Model:

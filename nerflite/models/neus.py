@@ -11,7 +11,12 @@ bounding sphere's centre and divided by its radius; depths are scaled back on ou
    ``alpha_from_sdf`` with the learned ``inv_s`` and the annealed ``cos_anneal_ratio``.
 4. ``n_outside > 0``: a NeRF++ background field on the inverse-sphere coordinates of the same
    samples plus ``n_outside`` samples beyond the sphere; inside the sphere the SDF opacities are
-   used, outside the background's. ``n_outside = 0`` (masked scenes): a constant background colour.
+   used, outside the background's. ``n_outside = 0`` (masked scenes): a constant background colour,
+   ``cfg.background`` or, when that is None, the scene's (the colour the datamanager composites
+   RGBA targets onto: white for Blender, black for DTU).
+
+Rays must be world-space (distances along unit directions): NDC rays would be mapped into the
+unit sphere as if they were, and miss it (``needs_world_rays``; ``build_model`` refuses them).
 
 Losses (each weighted from config): colour L1 (inside the mask when masks are used), eikonal
 (|grad f| - 1)^2 on every sample within radius 1.2, and the BCE between the SDF samples' total
@@ -70,7 +75,7 @@ class NeuSConfig:
     bg_multires: int = 10  # encoding octaves of the background's 4D inverse-sphere input
     bg_multires_view: int = 4  # encoding octaves of the background's view direction
     variance_init: float = 0.3  # initial v of inv_s = exp(10 v)
-    background: list[float] = field(default_factory=lambda: [0.0, 0.0, 0.0])  # colour behind (n_outside = 0)
+    background: list[float] | None = None  # colour behind the surface when n_outside = 0 (None: the scene's)
     chunk: int = 2048  # rays per forward when rendering whole images
     netchunk: int = 131072  # points per field call
     rgb_weight: float = 1.0  # weight of the colour L1 loss
@@ -100,10 +105,14 @@ class NeuSModel(Model):
         cfg: the model's config.
         sphere_center: centre [3] of the scene's bounding sphere (``scene.sphere_center``).
         sphere_radius: its radius (``scene.sphere_radius``); every surface must lie inside.
+        background: colour [3] behind the surface when ``n_outside = 0`` and ``cfg.background``
+            is None (``scene.background``); black when both are None.
     """
 
+    needs_world_rays = True  # rays in world units (not NDC): the unit sphere is measured in them
+
     def __init__(self, cfg: NeuSConfig, sphere_center: Sequence[float] | Tensor = (0.0, 0.0, 0.0),
-                 sphere_radius: float = 1.0):
+                 sphere_radius: float = 1.0, background: Sequence[float] | None = None):
         super().__init__()
         check_amp("NeuSConfig", cfg.amp)
         if cfg.n_importance > 0 and cfg.n_importance % cfg.up_sample_steps:
@@ -127,8 +136,9 @@ class NeuSModel(Model):
             )
         self.register_buffer("sphere_center", torch.as_tensor(sphere_center, dtype=torch.float32).reshape(3))
         self.register_buffer("sphere_radius", torch.tensor(float(sphere_radius)))
-        self.register_buffer("background", torch.tensor(cfg.background, dtype=torch.float32).reshape(3),
-                             persistent=False)
+        colour = cfg.background if cfg.background is not None else background
+        colour = (0.0, 0.0, 0.0) if colour is None else tuple(float(c) for c in colour)
+        self.register_buffer("background", torch.tensor(colour, dtype=torch.float32).reshape(3), persistent=False)
         if cfg.tf32:
             torch.backends.cuda.matmul.allow_tf32 = True
             torch.backends.cudnn.allow_tf32 = True
@@ -226,7 +236,8 @@ class NeuSModel(Model):
         sphere, and ``n_outside`` samples beyond ``far`` follow. Returns alpha [n, s + o],
         rgb [n, s + o, 3] and midpoints [n, s + o]."""
         n, s = t.shape
-        t_bg = torch.cat([t, background_depths(far, self.cfg.n_outside, randomize)], -1)  # [n, s + o]
+        t_out = background_depths(far, self.cfg.n_outside, randomize, offset=0.5 * sample_dist)  # [n, o]
+        t_bg = torch.cat([t, t_out], -1)  # [n, s + o]
         delta = torch.cat([t_bg[:, 1:] - t_bg[:, :-1], torch.full_like(t[:, :1], sample_dist)], -1)
         mid = t_bg + 0.5 * delta  # [n, s + o]
         x4 = inverse_sphere(o[:, None] + mid[..., None] * d[:, None])  # [n, s + o, 4]

@@ -25,7 +25,7 @@ eikonal, mask BCE. The learned variance gets its own learning rate (``optimizer_
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 import torch
 import torch.nn.functional as F
@@ -70,7 +70,7 @@ class NeuSInstantConfig:
     occ_every: int = 16  # recompute the occupancy grid from the SDF every N training steps
     occ_shell: float = 4.0  # occupied shell: |sdf| <= cell diagonal + occ_shell / inv_s
     variance_init: float = 0.3  # initial v of inv_s = exp(10 v)
-    background: list[float] = field(default_factory=lambda: [0.0, 0.0, 0.0])  # colour behind the surface
+    background: list[float] | None = None  # colour behind the surface (None: the scene's, as the targets have)
     chunk: int = 4096  # rays per forward when rendering whole images
     netchunk: int = 262144  # points per field call
     rgb_weight: float = 1.0  # weight of the colour L1 loss
@@ -96,8 +96,10 @@ class NeuSInstantModel(Model):
         sphere_radius: its radius (``scene.sphere_radius``); every surface must lie inside.
     """
 
+    needs_world_rays = True  # rays in world units (not NDC): the unit sphere is measured in them
+
     def __init__(self, cfg: NeuSInstantConfig, sphere_center: Sequence[float] | Tensor = (0.0, 0.0, 0.0),
-                 sphere_radius: float = 1.0):
+                 sphere_radius: float = 1.0, background: Sequence[float] | None = None):
         super().__init__()
         check_amp("NeuSInstantConfig", cfg.amp)
         for key in ("n_samples", "n_candidates", "occ_resolution", "occ_every", "start_levels"):
@@ -113,8 +115,9 @@ class NeuSInstantModel(Model):
         self.variance = SingleVariance(cfg.variance_init)
         self.register_buffer("sphere_center", torch.as_tensor(sphere_center, dtype=torch.float32).reshape(3))
         self.register_buffer("sphere_radius", torch.tensor(float(sphere_radius)))
-        self.register_buffer("background", torch.tensor(cfg.background, dtype=torch.float32).reshape(3),
-                             persistent=False)
+        colour = cfg.background if cfg.background is not None else background  # None: the scene's
+        colour = colour if colour is not None else (0.0, 0.0, 0.0)
+        self.register_buffer("background", torch.tensor(colour, dtype=torch.float32).reshape(3), persistent=False)
         r = cfg.occ_resolution  # every cell occupied until the first update: nothing skipped yet
         self.register_buffer("occupancy", torch.ones(r, r, r, dtype=torch.bool))
         self._occ_updated_at = -1

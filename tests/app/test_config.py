@@ -60,6 +60,7 @@ def test_every_dataset_and_model_composes_and_runs_a_step(dataset, model, tiny_s
                 "datamanager.rays_per_batch": 1024,
                 "trainer.lr": 5e-4,
                 "trainer.lr_final": 5e-5,
+                "trainer.decay_steps": 500000,
                 "datamanager.precrop_steps": 500,
                 "dataset.format": "blender",
                 "trainer.steps": 200000,
@@ -84,7 +85,8 @@ def test_every_dataset_and_model_composes_and_runs_a_step(dataset, model, tiny_s
                 "trainer.steps": 300000,
                 "datamanager.rays_per_batch": 512,
                 "model.warm_up_end": 5000,
-                "model.anneal_end": 50000,
+                "model.anneal_end": 0,
+                "dataset.holdout": 0,
                 "model.lr": 5e-4,
                 "model.n_outside": 0,
             },
@@ -120,6 +122,7 @@ class _FakeScene:
     background = (1.0, 1.0, 1.0)
     sphere_center = torch.zeros(3)
     sphere_radius = 1.0
+    ndc = False
 
 
 def test_wrong_type_fails_at_composition():

@@ -175,6 +175,33 @@ def transform_poses(m: np.ndarray, c2w: np.ndarray, bounds: np.ndarray) -> tuple
     return np.concatenate([rot @ c2w[:, :, :3], t], axis=2), bounds * s
 
 
+def frustum_corners(c2w: np.ndarray, fx, fy, cx, cy, width, height, bounds: np.ndarray) -> np.ndarray:
+    """The 8 corners of each view's frustum between its near and far bound: [n * 8, 3] points.
+
+    ``c2w`` [n, 3, 4] OpenCV camera-to-world, intrinsics [n] each in pixels, ``bounds`` [n, 2] the
+    views' depth bounds (z-depths along the optical axis, as LLFF records them)."""
+    u = np.stack([np.zeros_like(width), width, np.zeros_like(width), width], 1)  # [n, 4] image corners
+    v = np.stack([np.zeros_like(height), np.zeros_like(height), height, height], 1)
+    rays = np.stack([(u - cx[:, None]) / fx[:, None], (v - cy[:, None]) / fy[:, None], np.ones_like(u)], -1)
+    cam = rays[:, None] * bounds[:, :, None, None]  # [n, 2, 4, 3] camera points at z = near, far
+    world = np.einsum("nij,nbkj->nbki", c2w[:, :, :3], cam) + c2w[:, None, None, :, 3]
+    return world.reshape(-1, 3)
+
+
+def enclosing_sphere(points: np.ndarray, iterations: int = 2000) -> tuple[np.ndarray, float]:
+    """A near-minimal sphere (centre [3], radius) that contains every point of ``points`` [m, 3].
+
+    Badoiu-Clarkson: start at the centre of the bounding box, step towards the farthest point by
+    1 / (k + 1); the centre comes within about ``R / sqrt(k)`` of the minimal ball's, and the radius
+    is the exact distance to the farthest point from it, so every point is inside.
+    """
+    center = 0.5 * (points.min(0) + points.max(0))
+    for k in range(1, iterations + 1):
+        far = points[np.argmax(np.sum((points - center) ** 2, -1))]
+        center = center + (far - center) / (k + 1)
+    return center, float(np.sqrt(np.max(np.sum((points - center) ** 2, -1))))
+
+
 def load_llff(cfg: DatasetConfig) -> Scene:
     root = Path(cfg.path)
     pb_path = root / "poses_bounds.npy"
@@ -224,10 +251,11 @@ def load_llff(cfg: DatasetConfig) -> Scene:
         center, radius = np.zeros(3), 1.0
         render = orbit_from_cameras(torch.from_numpy(c2w_cv), torch.zeros(3), cfg.render_frames)
     else:
-        # rough sphere around the viewed content: on the mean optical axis, spanning the bounds
-        mid = 0.5 * (bounds.min() + bounds.max())
-        center = np.array([0.0, 0.0, -mid])
-        radius = 0.5 * (bounds.max() - bounds.min()) + float(np.abs(c2w[:, :, 3]).max())
+        # the sphere around everything the cameras see between their near and far bounds (the
+        # world-space scene of NeuS and of NeRF with ndc=false): each view's frustum corners there
+        corners = frustum_corners(c2w_cv, fx, fy, out_wh[:, 0] / 2, out_wh[:, 1] / 2, out_wh[:, 0],
+                                  out_wh[:, 1], bounds)
+        center, radius = enclosing_sphere(corners)
         # the classic spiral: focus between 0.9 x the nearest and 5 x the farthest bound, in disparity
         focus = focus_depth_from_bounds(float(bounds.min()) * 0.9, float(bounds.max()) * 5.0)
         render = spiral_path(torch.from_numpy(c2w_cv), focus, cfg.render_frames)
