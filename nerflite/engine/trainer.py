@@ -10,8 +10,6 @@ holds the state after ``k`` completed steps, and resuming from it runs step ``k`
 from __future__ import annotations
 
 import copy
-import os
-import signal
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -24,14 +22,13 @@ from nerflite.engine import distributed as D
 from nerflite.engine.checks import check_device, check_train_config
 from nerflite.engine.evaluate import evaluate_and_log, write_test_metrics
 from nerflite.engine.hooks import StepHooks
-from nerflite.engine.logging import TBLogger, gpu_memory_mb
+from nerflite.engine.logging import TBLogger
 from nerflite.engine.optim import make_optimizer, make_scheduler, scheduler_state
 from nerflite.engine.runs import default_run_dir, find_resume, load_resume, sweep_job
 from nerflite.engine.setup import build_datamanager, build_model, build_scene, seed_everything
+from nerflite.engine.step import Health, StopFlag, TrainingDiverged, Window, optimizer_step, train_scalars
 
-
-class TrainingDiverged(RuntimeError):
-    """The loss became NaN or infinite; the message names the step and the last good checkpoint."""
+__all__ = ["TrainResult", "TrainingDiverged", "train"]
 
 
 @dataclass
@@ -103,38 +100,6 @@ class _Parts:
 
 
 # ------------------------------------------------------------------------------------------------
-# Ctrl-C
-
-
-class _StopFlag:
-    """First Ctrl-C asks the loop to checkpoint and stop; a second one interrupts immediately."""
-
-    def __init__(self):
-        self.requested = False
-        self._previous = None
-        self._pid = os.getpid()  # data workers forked later inherit the handler: they stay quiet
-
-    def __enter__(self):
-        try:
-            self._previous = signal.signal(signal.SIGINT, self._handler)
-        except ValueError:  # not the main thread: no handler, Ctrl-C behaves as usual
-            self._previous = None
-        return self
-
-    def _handler(self, signum, frame):
-        if os.getpid() != self._pid:
-            return
-        if self.requested:
-            raise KeyboardInterrupt
-        self.requested = True
-        print("\nCtrl-C: finishing this step, writing a checkpoint, then stopping (Ctrl-C again to abort)")
-
-    def __exit__(self, *exc):
-        if self._previous is not None:
-            signal.signal(signal.SIGINT, self._previous)
-
-
-# ------------------------------------------------------------------------------------------------
 # The loop
 
 
@@ -196,12 +161,12 @@ def _train(cfg: DictConfig, info: D.DistInfo, run_dir, overrides) -> TrainResult
 
     rays_per_step = cfg.datamanager.rays_per_batch * info.world_size
     bar = _progress(tcfg, start, info)
-    window = _Window()
-    health = _Health(device)
+    window = Window()
+    health = Health(device)
     step = start
     hooks = StepHooks.from_config(cfg, dm.scene, model, info.is_main)  # the live viewer, if asked for
     try:
-        with _StopFlag() as stop:
+        with StopFlag() as stop:
             model.train()
             for step in range(start, tcfg.steps):
                 t0 = time.perf_counter()
@@ -212,7 +177,7 @@ def _train(cfg: DictConfig, info: D.DistInfo, run_dir, overrides) -> TrainResult
                 losses = model.losses(outputs, batch)
                 loss = sum(losses.values())
                 health.record(step, loss, losses)
-                _optimizer_step(parts, loss, tcfg.grad_clip)
+                optimizer_step(parts.model, parts.optimizer, parts.scheduler, parts.scaler, loss, tcfg.grad_clip)
                 done = step + 1
                 result.step = done
                 window.add(t_data, time.perf_counter() - t0)
@@ -227,7 +192,7 @@ def _train(cfg: DictConfig, info: D.DistInfo, run_dir, overrides) -> TrainResult
                     loss_value = values[-1]
 
                 if log_now:
-                    scalars = _train_scalars(
+                    scalars = train_scalars(
                         model, outputs, batch, losses, loss_value, parts.optimizer, window, rays_per_step, device
                     )
                     logger.scalars(scalars, done)
@@ -238,7 +203,7 @@ def _train(cfg: DictConfig, info: D.DistInfo, run_dir, overrides) -> TrainResult
                             rays_s=f"{scalars['perf/rays_per_s']:.3g}",
                             refresh=False,
                         )
-                    window = _Window()
+                    window = Window()
                 if bar is not None:
                     bar.update(1)
                 hooks.after_step(done, model, scalars)
@@ -276,62 +241,6 @@ def _train(cfg: DictConfig, info: D.DistInfo, run_dir, overrides) -> TrainResult
 # Helpers of the loop
 
 
-class _Health:
-    """Device-side record of the training losses, read on the host only at ``check`` (once per
-    ``log_every`` steps, and before evals and checkpoints), so a step queues its work without
-    waiting for the device. The first non-finite loss is remembered with its parts; ``check``
-    then stops the run, before any eval or checkpoint sees the weights it produced."""
-
-    def __init__(self, device: torch.device):
-        self.pending: list[torch.Tensor] = []  # total loss of each step since the last check
-        self.bad_step = torch.full((), -1, dtype=torch.int64, device=device)  # first non-finite step
-        self.bad_values: torch.Tensor | None = None  # [1 + parts] total and named losses of it
-        self.names: list[str] = []
-
-    def record(self, step: int, loss, losses: dict) -> None:
-        values = torch.stack([loss.detach().float(), *(v.detach().float() for v in losses.values())])
-        if self.bad_values is None or len(self.names) != len(losses):
-            self.names, self.bad_values = list(losses), torch.zeros_like(values)
-        first = ~torch.isfinite(values[0]) & (self.bad_step < 0)
-        self.bad_step = torch.where(first, step, self.bad_step)
-        self.bad_values = torch.where(first, values, self.bad_values)
-        self.pending.append(values[0])
-
-    def check(self, stop: _StopFlag, info: D.DistInfo, run_dir: Path) -> tuple[list[float], bool]:
-        """(mean loss over ranks of each step since the last check, whether to stop now); raises
-        ``TrainingDiverged`` when any rank saw a non-finite loss. One small all-reduce."""
-        dev = self.bad_step.device
-        flags = torch.stack([(self.bad_step >= 0).float(), torch.tensor(float(stop.requested), device=dev)])
-        reduced = D.all_reduce_mean(torch.cat([flags, torch.stack(self.pending)]), info).tolist()
-        self.pending = []
-        if reduced[0] > 0:
-            raise _diverged(int(self.bad_step), self.bad_values.tolist(), self.names, run_dir)
-        return reduced[2:], reduced[1] > 0
-
-
-def _optimizer_step(parts: _Parts, loss, grad_clip: float) -> None:
-    """Backward and the optimizer / schedule step, queued without reading anything back."""
-    parts.optimizer.zero_grad(set_to_none=True)
-    parts.scaler.scale(loss).backward()  # DDP averages the gradients over ranks here
-    if grad_clip > 0:
-        parts.scaler.unscale_(parts.optimizer)
-        torch.nn.utils.clip_grad_norm_(parts.model.parameters(), grad_clip)
-    parts.scaler.step(parts.optimizer)
-    parts.scaler.update()
-    parts.scheduler.step()
-
-
-def _diverged(step: int, values: list[float], names: list[str], run_dir: Path) -> TrainingDiverged:
-    """``values``: the total loss then the named ones (``names``) of the first non-finite step."""
-    last = ckpt.latest(run_dir)
-    parts = ", ".join(f"{k}={v:.4g}" for k, v in zip(names, values[1:]))
-    return TrainingDiverged(
-        f"loss is {values[0]} at step {step} ({parts}); stopping. "
-        f"Last good checkpoint: {last if last else 'none written yet'}. "
-        "Try a lower trainer.lr, trainer.grad_clip, or trainer.amp=false."
-    )
-
-
 def _for_run(cfg: DictConfig) -> DictConfig:
     """The config as the run uses and records it (the caller's stays untouched): the dataset path
     made absolute, so render.py finds the data from any folder, and ``trainer.amp`` switching the
@@ -351,36 +260,3 @@ def _progress(tcfg, start: int, info: D.DistInfo):
     return tqdm(total=tcfg.steps, initial=start, desc="train", unit="step", dynamic_ncols=True)
 
 
-class _Window:
-    """Timing over the steps since the last log line."""
-
-    def __init__(self):
-        self.steps, self.data_s, self.step_s, self.t0 = 0, 0.0, 0.0, time.perf_counter()
-
-    def restart(self) -> None:
-        """Start the wall clock again (after an eval or a checkpoint), keeping the steps counted."""
-        self.t0 = time.perf_counter() - self.step_s
-
-    def add(self, data_s: float, step_s: float) -> None:
-        self.steps += 1
-        self.data_s += data_s
-        self.step_s += step_s
-
-
-def _train_scalars(model, outputs, batch, losses, loss_value, optimizer, window: _Window, rays_per_step, device):
-    if device.type == "cuda":
-        torch.cuda.synchronize(device)  # so wall time covers the queued GPU work
-    wall = max(time.perf_counter() - window.t0, 1e-9)
-    n = max(window.steps, 1)
-    scalars = {"train/loss": loss_value}
-    scalars.update({f"train/{k}": float(v.detach()) for k, v in losses.items()})
-    with torch.no_grad():
-        scalars.update({f"train/{k}": float(v) for k, v in model.metrics(outputs, batch).items()})
-    for i, group in enumerate(optimizer.param_groups):
-        scalars[f"lr/group{i}" if len(optimizer.param_groups) > 1 else "lr/lr"] = group["lr"]
-    scalars["perf/rays_per_s"] = rays_per_step * window.steps / wall
-    scalars["perf/step_ms"] = 1000.0 * wall / n
-    scalars["perf/data_wait_ms"] = 1000.0 * window.data_s / n
-    scalars["perf/data_wait_frac"] = window.data_s / wall
-    scalars.update(gpu_memory_mb(device))
-    return scalars
