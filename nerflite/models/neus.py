@@ -38,6 +38,7 @@ from nerflite.fields.nerf_field import NeRFField
 from nerflite.fields.sdf_field import ColorField, SDFField, SingleVariance
 from nerflite.metrics import psnr
 from nerflite.models.base import Model, autocast, check_amp
+from nerflite.models.sdf_queries import SDFQueries
 from nerflite.neus_rendering import (
     alpha_from_sdf,
     background_depths,
@@ -98,7 +99,7 @@ def lr_factor(step: int, warm_up_end: int, lr_alpha: float, end_iter: int) -> fl
     return (math.cos(math.pi * progress) + 1.0) * 0.5 * (1.0 - lr_alpha) + lr_alpha
 
 
-class NeuSModel(Model):
+class NeuSModel(SDFQueries, Model):
     """SDF, colour, variance and (optional) background fields, and NeuS rendering between them.
 
     Args:
@@ -151,31 +152,6 @@ class NeuSModel(Model):
     def lr_lambda(self, step: int) -> float:
         """Multiplier of ``cfg.lr`` at ``step`` (for ``torch.optim.lr_scheduler.LambdaLR``)."""
         return lr_factor(step, self.cfg.warm_up_end, self.cfg.lr_alpha, self.cfg.end_iter)
-
-    # ---------------------------------------------------------------- scene-frame queries
-    def to_unit(self, x: Tensor) -> Tensor:
-        """Scene coordinates [..., 3] -> the unit-sphere frame."""
-        return (x - self.sphere_center) / self.sphere_radius
-
-    def scene_sdf(self, x: Tensor) -> Tensor:
-        """Signed distance [m] in scene units at scene points x [m, 3] (for mesh extraction)."""
-        sdf = chunked_apply(self.sdf_field.sdf, self.to_unit(x), netchunk=self.cfg.netchunk)
-        return sdf[:, 0] * self.sphere_radius
-
-    def bounding_box(self) -> tuple[Tensor, Tensor]:
-        """Corners [3], [3] of the box around the bounding sphere, in scene coordinates."""
-        return self.sphere_center - self.sphere_radius, self.sphere_center + self.sphere_radius
-
-    def surface_color(self, x: Tensor) -> Tensor:
-        """Colour [m, 3] at scene points x [m, 3] seen head-on (view direction = -normal)."""
-
-        def color(p: Tensor) -> Tensor:
-            _, feature, grad = self.sdf_field.sdf_feature_gradient(p, create_graph=False)
-            normal = F.normalize(grad, dim=-1)
-            return self.color_field(p, grad, -normal, feature)
-
-        with torch.no_grad():
-            return chunked_apply(color, self.to_unit(x), netchunk=self.cfg.netchunk)
 
     # ---------------------------------------------------------------- forward
     def forward(self, ray_bundle: RayBundle) -> dict[str, Tensor]:

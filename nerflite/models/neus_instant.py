@@ -37,6 +37,7 @@ from nerflite.fields.sdf_field import ColorField, SingleVariance
 from nerflite.metrics import psnr
 from nerflite.models.base import Model, autocast, check_amp
 from nerflite.models.neus import lr_factor
+from nerflite.models.sdf_queries import SDFQueries
 from nerflite.neus_rendering import alpha_from_sdf, eikonal_loss, near_far_from_sphere
 from nerflite.rays import RayBundle
 from nerflite.rendering import accumulation, blend_background, composite, composite_depth, weights_from_alpha
@@ -87,7 +88,7 @@ class NeuSInstantConfig:
     tf32: bool = False  # allow TF32 matmuls on Ampere+ GPUs (torch's switch is process-wide)
 
 
-class NeuSInstantModel(Model):
+class NeuSInstantModel(SDFQueries, Model):
     """Hash-grid SDF, colour MLP, variance and SDF-derived occupancy grid (see the module docstring).
 
     Args:
@@ -158,30 +159,6 @@ class NeuSInstantModel(Model):
         centers = cell_centers(r, device=self.occupancy.device)  # [r^3, 3]
         sdf = chunked_apply(self.sdf_field.sdf, centers, netchunk=self.cfg.netchunk)[:, 0]  # [r^3]
         self.occupancy.copy_(occupancy_from_sdf(sdf, r, self.variance().detach(), self.cfg.occ_shell))
-
-    # ---------------------------------------------------------------- scene-frame queries
-    def to_unit(self, x: Tensor) -> Tensor:
-        """Scene coordinates [..., 3] -> the unit-sphere frame."""
-        return (x - self.sphere_center) / self.sphere_radius
-
-    def scene_sdf(self, x: Tensor) -> Tensor:
-        """Signed distance [m] in scene units at scene points x [m, 3] (for mesh extraction)."""
-        sdf = chunked_apply(self.sdf_field.sdf, self.to_unit(x), netchunk=self.cfg.netchunk)
-        return sdf[:, 0] * self.sphere_radius
-
-    def bounding_box(self) -> tuple[Tensor, Tensor]:
-        """Corners [3], [3] of the box around the bounding sphere, in scene coordinates."""
-        return self.sphere_center - self.sphere_radius, self.sphere_center + self.sphere_radius
-
-    def surface_color(self, x: Tensor) -> Tensor:
-        """Colour [m, 3] at scene points x [m, 3] seen head-on (view direction = -normal)."""
-
-        def color(p: Tensor) -> Tensor:
-            _, feature, grad = self.sdf_field.sdf_feature_gradient(p, create_graph=False)
-            return self.color_field(p, grad, -F.normalize(grad, dim=-1), feature)
-
-        with torch.no_grad():
-            return chunked_apply(color, self.to_unit(x), netchunk=self.cfg.netchunk)
 
     # ---------------------------------------------------------------- forward
     def sample_depths(self, o: Tensor, d: Tensor, near: Tensor, far: Tensor) -> Tensor:
