@@ -18,6 +18,7 @@ LAYERS = [
     ("nerflite.demo", 5, {0, 1, 2, 3, 4, 5}),
     ("nerflite.rays", 0, {0}),
     ("nerflite.cameras", 0, {0}),
+    ("nerflite.lens", 0, {0}),
     ("nerflite.metrics", 0, {0}),
     ("nerflite.camera_paths", 0, {0}),
     ("nerflite.utils", 0, {0}),
