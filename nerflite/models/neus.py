@@ -36,13 +36,11 @@ from torch import Tensor
 from nerflite.fields.batching import chunked_apply
 from nerflite.fields.nerf_field import NeRFField
 from nerflite.fields.sdf_field import ColorField, SDFField, SingleVariance
-from nerflite.metrics import psnr
 from nerflite.models.base import Model, autocast, check_amp
-from nerflite.models.sdf_queries import SDFQueries
+from nerflite.models.sdf_common import SDFCommon
 from nerflite.neus_rendering import (
     alpha_from_sdf,
     background_depths,
-    eikonal_loss,
     hierarchical_upsample,
     inverse_sphere,
     near_far_from_sphere,
@@ -99,7 +97,7 @@ def lr_factor(step: int, warm_up_end: int, lr_alpha: float, end_iter: int) -> fl
     return (math.cos(math.pi * progress) + 1.0) * 0.5 * (1.0 - lr_alpha) + lr_alpha
 
 
-class NeuSModel(SDFQueries, Model):
+class NeuSModel(SDFCommon, Model):
     """SDF, colour, variance and (optional) background fields, and NeuS rendering between them.
 
     Args:
@@ -232,35 +230,3 @@ class NeuSModel(SDFQueries, Model):
     def _sdf_values(self, x: Tensor) -> Tensor:
         """SDF [m] at unit-frame points [m, 3] (for up-sampling)."""
         return chunked_apply(self.sdf_field.sdf, x, netchunk=self.cfg.netchunk)[:, 0]
-
-    # ---------------------------------------------------------------- losses and metrics
-    def _mask(self, batch: dict[str, Tensor]) -> Tensor | None:
-        if self.cfg.mask_weight > 0 and "mask" in batch:
-            return batch["mask"].to(torch.float32).reshape(-1, 1)
-        return None
-
-    def losses(self, outputs: dict[str, Tensor], batch: dict[str, Tensor]) -> dict[str, Tensor]:
-        cfg = self.cfg
-        mask = self._mask(batch)
-        err = (outputs["rgb"] - batch["rgb"]).abs().sum(-1, keepdim=True)  # [n, 1] L1 over channels
-        if mask is None:
-            rgb_loss = err.mean()
-        else:
-            rgb_loss = (err * mask).sum() / (mask.sum() + 1e-5)
-        out = {"rgb": cfg.rgb_weight * rgb_loss}
-        if "gradients" in outputs:  # training outputs
-            out["eikonal"] = cfg.eikonal_weight * eikonal_loss(outputs["gradients"], outputs["eikonal_mask"])
-        if mask is not None:
-            w = outputs["weights_sum_fg"].clamp(1e-3, 1.0 - 1e-3)
-            out["mask"] = cfg.mask_weight * F.binary_cross_entropy(w, mask)
-        return out
-
-    def metrics(self, outputs: dict[str, Tensor], batch: dict[str, Tensor]) -> dict[str, Tensor]:
-        with torch.no_grad():
-            out = {"psnr": psnr(outputs["rgb"], batch["rgb"]), "inv_s": outputs["inv_s"].reshape(())}
-            mask = self._mask(batch)
-            if mask is not None:
-                mse = (((outputs["rgb"] - batch["rgb"]) ** 2) * mask).sum() / (3.0 * mask.sum() + 1e-5)
-                out["psnr_masked"] = -10.0 * torch.log10(mse.clamp_min(1e-10))
-            out["cos_anneal_ratio"] = torch.tensor(self.cos_anneal_ratio)
-        return out

@@ -34,11 +34,10 @@ from torch import Tensor
 from nerflite.fields.batching import chunked_apply
 from nerflite.fields.hash_sdf_field import HashSDFField
 from nerflite.fields.sdf_field import ColorField, SingleVariance
-from nerflite.metrics import psnr
 from nerflite.models.base import Model, autocast, check_amp
 from nerflite.models.neus import lr_factor
-from nerflite.models.sdf_queries import SDFQueries
-from nerflite.neus_rendering import alpha_from_sdf, eikonal_loss, near_far_from_sphere
+from nerflite.models.sdf_common import SDFCommon
+from nerflite.neus_rendering import alpha_from_sdf, near_far_from_sphere
 from nerflite.rays import RayBundle
 from nerflite.rendering import accumulation, blend_background, composite, composite_depth, weights_from_alpha
 from nerflite.sampling import merge_samples, stratified_samples
@@ -88,7 +87,7 @@ class NeuSInstantConfig:
     tf32: bool = False  # allow TF32 matmuls on Ampere+ GPUs (torch's switch is process-wide)
 
 
-class NeuSInstantModel(SDFQueries, Model):
+class NeuSInstantModel(SDFCommon, Model):
     """Hash-grid SDF, colour MLP, variance and SDF-derived occupancy grid (see the module docstring).
 
     Args:
@@ -215,33 +214,9 @@ class NeuSInstantModel(SDFQueries, Model):
             out["eikonal_mask"] = (radius < 1.2).to(grad.dtype)  # [n, s]
         return out
 
-    # ---------------------------------------------------------------- losses and metrics
-    def _mask(self, batch: dict[str, Tensor]) -> Tensor | None:
-        if self.cfg.mask_weight > 0 and "mask" in batch:
-            return batch["mask"].to(torch.float32).reshape(-1, 1)
-        return None
-
-    def losses(self, outputs: dict[str, Tensor], batch: dict[str, Tensor]) -> dict[str, Tensor]:
-        cfg = self.cfg
-        mask = self._mask(batch)
-        err = (outputs["rgb"] - batch["rgb"]).abs().sum(-1, keepdim=True)  # [n, 1] L1 over channels
-        rgb_loss = err.mean() if mask is None else (err * mask).sum() / (mask.sum() + 1e-5)
-        out = {"rgb": cfg.rgb_weight * rgb_loss}
-        if "gradients" in outputs:  # training outputs
-            out["eikonal"] = cfg.eikonal_weight * eikonal_loss(outputs["gradients"], outputs["eikonal_mask"])
-        if mask is not None:
-            w = outputs["weights_sum_fg"].clamp(1e-3, 1.0 - 1e-3)
-            out["mask"] = cfg.mask_weight * F.binary_cross_entropy(w, mask)
-        return out
-
+    # ---------------------------------------------------------------- metrics
     def metrics(self, outputs: dict[str, Tensor], batch: dict[str, Tensor]) -> dict[str, Tensor]:
-        with torch.no_grad():
-            out = {"psnr": psnr(outputs["rgb"], batch["rgb"]), "inv_s": outputs["inv_s"].reshape(())}
-            mask = self._mask(batch)
-            if mask is not None:
-                mse = (((outputs["rgb"] - batch["rgb"]) ** 2) * mask).sum() / (3.0 * mask.sum() + 1e-5)
-                out["psnr_masked"] = -10.0 * torch.log10(mse.clamp_min(1e-10))
-            out["cos_anneal_ratio"] = torch.tensor(self.cos_anneal_ratio)
-            out["active_levels"] = torch.tensor(float(self.sdf_field.encoding.n_active_levels))
-            out["occupied_fraction"] = self.occupancy.float().mean()
+        out = super().metrics(outputs, batch)
+        out["active_levels"] = torch.tensor(float(self.sdf_field.encoding.n_active_levels))
+        out["occupied_fraction"] = self.occupancy.float().mean()
         return out

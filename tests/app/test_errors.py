@@ -94,7 +94,8 @@ def test_config_value_out_of_range_is_one_line(trained, tmp_path):
     [
         ("trainer.stepz=10", ["trainer.stepz", "Key 'stepz' not in 'TrainerConfig'"]),
         pytest.param("trainer.steps=many", ["trainer.steps", "converted to Integer"], marks=pytest.mark.slow),
-        pytest.param("dataset=nosuch", ["dataset/nosuch", "blender, colmap, llff, neus, synthetic, transforms"], marks=pytest.mark.slow),
+        pytest.param("dataset=nosuch", ["dataset/nosuch", "blender, colmap, llff, neus, synthetic, transforms"],
+                     marks=pytest.mark.slow),
         pytest.param("trainer.steps=[1", ["bad override 'trainer.steps=[1'"], marks=pytest.mark.slow),
     ],
 )
