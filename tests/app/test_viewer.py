@@ -260,6 +260,13 @@ def test_training_with_a_client_watching_gives_the_same_losses_and_pauses(tiny_c
         hooks = real_from_config(cfg, scene, model, is_main)
         viewer = hooks.hooks[0]
         watched["viewer"] = viewer
+        idle, idle_steps = viewer.idle, []  # idle runs only while the loop waits in its pause
+
+        def spy(step, model):
+            idle_steps.append(step)
+            return idle(step, model)
+
+        viewer.idle, watched["idle_steps"] = spy, idle_steps
         thread = threading.Thread(target=watch, args=(viewer,), daemon=True)
         thread.start()
         watched["thread"] = thread
@@ -274,11 +281,11 @@ def test_training_with_a_client_watching_gives_the_same_losses_and_pauses(tiny_c
         client.next_frame()
         wait_for(lambda: "Pause training" in client.gui, what="the pause button")
         client.click("Pause training")
-        step = wait_for(lambda: viewer.paused() and viewer.step, what="the pause")
+        step = wait_for(lambda: watched["idle_steps"] and watched["idle_steps"][0], what="the pause")
         for i in range(3):  # the camera moves while training waits; frames still come
             client.send_camera(browser_camera_of(scene_cams, 1 + i))
             client.next_frame()
-        watched["paused_steps"] = (step, viewer.step)
+        watched["paused_steps"] = (step, viewer.step, set(watched["idle_steps"]))
         client.click("Pause training")  # the same button, now labelled Resume
         k = 0
         while not watched.get("done"):
@@ -298,8 +305,8 @@ def test_training_with_a_client_watching_gives_the_same_losses_and_pauses(tiny_c
     client.close()
 
     assert with_viewer.losses == plain  # bit for bit: viewing consumes no training randomness
-    first, last = watched["paused_steps"]
-    assert first == last and 0 < first < 30  # training did not move while paused
+    first, last, idled = watched["paused_steps"]
+    assert first == last and idled == {first} and 0 < first < 30  # training did not move while paused
     assert client.frames.qsize() + 4 <= watched["viewer"].frames_sent
     assert watched["viewer"].frames_sent >= 5
 
