@@ -7,13 +7,13 @@ MLPs 4x128 (skip after layer 2) instead of 8x256, 32 coarse + 32 fine samples in
 5e-4 (a small MLP on a short budget; the recipe's lrate_decay=500 shape is kept). The loop is the
 trainer's: optimizer and schedule from ``nerflite.engine.optim``, batches from the DataManager.
 
-Measured (seed 0, 2 threads, on the shared 2-core CPU machine while other work ran; ~1.15 s of
-CPU time per step, 13 min of wall-clock training there, a few minutes on an idle machine):
-held-out PSNR over the pixels of all 13 views 12.6 dB after 100 steps, 18.7 after 200, 19.9 after
-STEPS = 300. The best constant colour (the held-out views' own mean, an oracle) gives 10.4 dB.
-The floor, 17.5 dB, leaves 2.4 dB under the measurement for run-to-run variation (no other seeds
-were measured for lack of CPU time) and sits 7 dB above the best constant, near which a model
-whose sampling, compositing or gradients broke stays.
+Measured (2 threads on the shared 2-core CPU machine; ~1.1 s of CPU time per step): the whole
+test takes 105 s when the machine is otherwise idle (63 s of training), up to ~15 min while other
+work runs. Held-out PSNR over the pixels of all 13 views, seed 0 / 1 / 2: 12.6 / 14.0 / 11.5 dB
+after 100 steps, 18.7 / 19.0 / 18.7 after 200, 19.87 / 19.97 / 19.77 after STEPS = 300. The best
+constant colour (the held-out views' own mean, an oracle) gives 10.4 dB. The floor, 18.5 dB, sits
+1.3 dB under the lowest of the three seeds (whose spread is 0.2 dB) and 8 dB above the best
+constant, near which a model whose sampling, compositing or gradients broke stays.
 """
 
 from __future__ import annotations
@@ -30,7 +30,7 @@ from nerflite.models.base import render_rays_chunked
 from tests.app.helpers import compose_config
 
 STEPS = 300
-PSNR_FLOOR = 17.5
+PSNR_FLOOR = 18.5
 
 
 def held_out_psnr(model, dm) -> float:
