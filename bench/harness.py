@@ -6,6 +6,7 @@ from __future__ import annotations
 import math
 import time
 from dataclasses import dataclass
+from pathlib import Path
 
 import torch
 
@@ -79,3 +80,19 @@ def time_training(model, optim, scaler, rays: RayBundle, rgb: torch.Tensor, rays
     sync(device)
     peak = torch.cuda.max_memory_allocated(device) / 2**20 if cuda else None
     return TrainTiming(warm_s, time.perf_counter() - t0, time.process_time() - c0, peak)
+
+
+def run_each_in_its_own_process(script: str, models: list[str], argv: list[str]) -> dict[str, dict]:
+    """``python script --one NAME *argv`` per model (so each model's peak RSS is its own) -> the
+    JSON object each prints last, by name; a model that fails ends the benchmark with its name."""
+    import json
+    import subprocess
+    import sys
+
+    results = {}
+    for name in models:
+        proc = subprocess.run([sys.executable, script, "--one", name, *argv], stdout=subprocess.PIPE, text=True)
+        if proc.returncode != 0:
+            sys.exit(f"{Path(script).stem}: {name} failed (exit {proc.returncode})")
+        results[name] = json.loads(proc.stdout.strip().splitlines()[-1])
+    return results

@@ -29,7 +29,6 @@ from __future__ import annotations
 import argparse
 import json
 import resource
-import subprocess
 import sys
 import time
 from pathlib import Path
@@ -38,7 +37,7 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from harness import sync  # noqa: E402
+from harness import run_each_in_its_own_process, sync  # noqa: E402
 from time_to_psnr import plot  # noqa: E402
 
 from nerflite.engine.optim import make_optimizer, make_scheduler  # noqa: E402
@@ -155,13 +154,7 @@ def main() -> None:
         return
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
-    results = {}
-    for name in args.models:
-        cmd = [sys.executable, __file__, "--one", name, *sys.argv[1:]]
-        proc = subprocess.run(cmd, stdout=subprocess.PIPE, text=True)
-        if proc.returncode != 0:
-            sys.exit(f"time_to_chamfer: {name} failed (exit {proc.returncode})")
-        results[name] = json.loads(proc.stdout.strip().splitlines()[-1])
+    results = run_each_in_its_own_process(__file__, args.models, sys.argv[1:])
     print(f"Chamfer to gt_points against training time, {args.views} views of {args.size}px, {args.device}")
     print(f"{'model':13s} {'steps/s':>8s} {'rss MB':>8s}  curve (t s: Chamfer)")
     for name, r in results.items():

@@ -26,7 +26,6 @@ from __future__ import annotations
 import argparse
 import json
 import resource
-import subprocess
 import sys
 import time
 from collections.abc import Callable
@@ -38,7 +37,7 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from harness import sync  # noqa: E402
+from harness import run_each_in_its_own_process, sync  # noqa: E402
 
 from nerflite.cameras import generate_rays  # noqa: E402
 from nerflite.data.images import read_image  # noqa: E402
@@ -215,13 +214,7 @@ def main() -> None:
     if args.one:
         print(json.dumps(run_one(args)))
         return
-    results = {}
-    for name in args.models:
-        cmd = [sys.executable, __file__, "--one", name, *sys.argv[1:]]
-        proc = subprocess.run(cmd, stdout=subprocess.PIPE, text=True)
-        if proc.returncode != 0:
-            sys.exit(f"time_to_psnr: {name} failed (exit {proc.returncode})")
-        results[name] = json.loads(proc.stdout.strip().splitlines()[-1])
+    results = run_each_in_its_own_process(__file__, args.models, sys.argv[1:])
     print(f"held-out PSNR (dB) against training time, {args.size}x{args.size}, {args.device}")
     print(f"{'model':10s} {'steps/s':>8s} {'rss MB':>8s}  curve (t s: PSNR)")
     for name, r in results.items():
