@@ -8,12 +8,15 @@ points of the cell: density * step for NeRF, an SDF-derived opacity for NeuS) an
 steps: during ``warmup_steps`` every cell is sampled, later a random quarter of the cells plus
 as many cells drawn from the occupied ones; a sampled cell becomes max(value * decay, occ_fn(x)).
 
-Marching: candidate intervals of length ``dt`` (``step_size``; with ``cone_angle`` > 0 the step
-grows as max(step_size, cone_angle * t), as for unbounded scenes) from where the ray enters the
-outermost box to where it leaves it (clipped to [near, far]), ``max_steps`` per ray; a candidate
-is kept when its midpoint lies in an occupied cell. Kept samples are packed in ray order
-(``nerflite.packed_rendering``); ``budget`` > 0 packs into exactly ``budget`` slots with a
-validity mask (no data-dependent shape, no host sync), ``budget`` = 0 compacts exactly.
+Marching (``nerflite.marching``): candidate intervals of ``step_size`` (or growing with
+``cone_angle``) from where the ray enters the outermost box to where it leaves it (clipped to
+[near, far]), ``max_steps`` per ray, kept where ``occupied`` says their midpoint is; packed in ray
+order, exactly or into a fixed budget of slots that takes whole rays only.
+
+Schedule (instant-ngp / nerfacc): every ``update_every`` = 16 steps; all cells during the first
+``warmup_steps`` = 256 steps, then a random quarter of the cells plus as many occupied cells;
+``decay`` = 0.95; ``threshold`` = 0.01 on the occupancy value (for NeRF: sigma times the marching
+step, i.e. the opacity of one step), lowered to the mean value while the field is still faint.
 The grid values, the bitfield and the update counter are buffers, so checkpoints carry them.
 """
 
@@ -21,70 +24,11 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable
-from dataclasses import dataclass
 
 import torch
 from torch import Tensor, nn
 
-
-@dataclass
-class PackedSamples:
-    """Samples of many rays in one flat array (sorted by ray)."""
-
-    t_starts: Tensor  # [m] interval starts
-    t_ends: Tensor  # [m] interval ends
-    ray_indices: Tensor  # [m] int64, sorted
-    valid: Tensor | None  # [m] bool, None when every slot is a real sample
-    n_rays: int  # rays in the bundle the samples belong to
-
-    @property
-    def t_mid(self) -> Tensor:
-        return 0.5 * (self.t_starts + self.t_ends)  # [m]
-
-
-def ray_aabb(origins: Tensor, directions: Tensor, lo: Tensor, hi: Tensor) -> tuple[Tensor, Tensor]:
-    """Entry and exit distances [n] of rays [n, 3] through the box [lo, hi] (exit < entry: a miss)."""
-    inv = 1.0 / torch.where(directions.abs() < 1e-12, torch.full_like(directions, 1e-12), directions)
-    a, b = (lo - origins) * inv, (hi - origins) * inv  # [n, 3]
-    return torch.minimum(a, b).amax(dim=-1), torch.maximum(a, b).amin(dim=-1)
-
-
-def marching_steps(t0: Tensor, n_steps: int, step_size: float, cone_angle: float) -> Tensor:
-    """Step boundaries [n, n_steps + 1] from t0 [n]: t_{k+1} = t_k + max(step_size, cone_angle t_k)."""
-    k = torch.arange(n_steps + 1, device=t0.device, dtype=t0.dtype)  # [S + 1]
-    linear = t0[:, None] + k * step_size  # [n, S + 1]
-    if cone_angle <= 0:
-        return linear
-    t_switch = step_size / cone_angle  # beyond it the step is cone_angle * t
-    k_lin = ((t_switch - t0) / step_size).ceil().clamp(min=0)  # [n] linear steps before switching
-    t_geo0 = t0 + k_lin * step_size  # [n]
-    geo = t_geo0[:, None] * (1.0 + cone_angle) ** (k - k_lin[:, None]).clamp(min=0)
-    return torch.where(k < k_lin[:, None], linear, geo)
-
-
-def pack_mask(mask: Tensor, budget: int) -> tuple[Tensor, Tensor, Tensor | None]:
-    """(ray index [m], step index [m], valid [m] or None) of the True entries of ``mask`` [n, S].
-
-    ``budget`` 0: exactly the True entries (a data-dependent size). ``budget`` > 0: ``budget``
-    slots filled in ray order, the rest marked invalid (ray n-1, step 0); each ray keeps at most
-    its first ``budget // n`` entries, so the total fits and no ray loses its samples to the
-    others. No host sync in the second form.
-    """
-    n, s = mask.shape
-    if budget <= 0:
-        ray, step = mask.nonzero(as_tuple=True)
-        return ray, step, None
-    per_ray = max(budget // n, 1)  # every ray keeps at most its share: none is starved by the others
-    mask = mask & (torch.cumsum(mask.int(), dim=1) <= per_ray)
-    flat = mask.reshape(-1)
-    pos = torch.cumsum(flat.long(), dim=0) - 1  # [n * S] slot of each kept entry
-    keep = flat & (pos < budget)
-    slot = torch.where(keep, pos, torch.full_like(pos, budget))  # overflow / unused -> dump slot
-    src = torch.arange(n * s, device=mask.device)
-    flat_idx = torch.full((budget + 1,), n * s - s, dtype=torch.int64, device=mask.device)
-    flat_idx = flat_idx.scatter(0, slot, src)[:budget]  # kept entries have distinct slots
-    valid = torch.arange(budget, device=mask.device) < keep.sum()
-    return flat_idx // s, flat_idx % s, valid
+from nerflite.marching import PackedSamples, march, ray_aabb
 
 
 class OccupancyGrid(nn.Module):
@@ -192,21 +136,19 @@ class OccupancyGrid(nn.Module):
         budget: int = 0,
         generator: torch.Generator | None = None,
     ) -> PackedSamples:
-        """Packed samples in occupied cells along rays (origins, directions [n, 3], near, far [n, 1])."""
-        n = origins.shape[0]
-        lo, hi = self.outer_box
-        t_in, t_out = ray_aabb(origins, directions, lo, hi)  # [n]
-        t0 = torch.maximum(t_in, near[:, 0])
-        t1 = torch.minimum(t_out, far[:, 0])
+        """Packed samples in occupied cells along rays (origins, directions [n, 3], near, far [n, 1])
+        from where each ray enters the outermost box to where it leaves it (``nerflite.marching.march``;
+        ``budget`` > 0 keeps whole rays only)."""
+        t0, t1 = self.ray_interval(origins, directions, near, far)
         if perturb:
             t0 = t0 + torch.rand(t0.shape, device=t0.device, generator=generator) * step_size
-        bounds = marching_steps(t0, max_steps, step_size, cone_angle)  # [n, S + 1]
-        starts, ends = bounds[:, :-1], bounds[:, 1:]  # [n, S]
-        mid = 0.5 * (starts + ends)
-        pts = origins[:, None, :] + mid[..., None] * directions[:, None, :]  # [n, S, 3]
-        mask = (ends <= t1[:, None]) & self.occupied(pts.reshape(-1, 3)).reshape(n, max_steps)  # [n, S]
-        ray, step, valid = pack_mask(mask, budget)
-        return PackedSamples(starts[ray, step], ends[ray, step], ray, valid, n)
+        return march(origins, directions, t0, t1, self.occupied, step_size, max_steps, cone_angle, budget)
+
+    def ray_interval(self, origins: Tensor, directions: Tensor, near: Tensor, far: Tensor) -> tuple[Tensor, Tensor]:
+        """(t0 [n], t1 [n]): the part of each ray inside the outermost box and [near, far] (t1 <= t0: none)."""
+        lo, hi = self.outer_box
+        t_in, t_out = ray_aabb(origins, directions, lo, hi)  # [n]
+        return torch.maximum(t_in, near[:, 0]), torch.minimum(t_out, far[:, 0])
 
 
 def steps_to_cross(grid: OccupancyGrid, step_size: float) -> int:

@@ -1,9 +1,13 @@
+import copy
+import dataclasses
+
 import pytest
 import torch
 
 from nerflite.contraction import contract
 from nerflite.fields.instant_field import spherical_harmonics_4, trunc_exp
 from nerflite.models.instant import InstantConfig, InstantModel
+from nerflite.packed_rendering import render_packed
 from nerflite.rays import RayBundle
 
 TINY = dict(n_levels=4, log2_table_size=10, base_resolution=4, max_resolution=32, hidden=16, geo_features=7,
@@ -39,24 +43,119 @@ def test_sh_basis_is_orthonormal_and_trunc_exp_gradient_is_clamped():
     torch.testing.assert_close(x.grad, torch.exp(torch.tensor([1.0, 15.0])))
 
 
-def test_fixed_sample_budget_matches_exact_packing_in_training():
+def twin_with_budget(model: InstantModel, budget: int) -> InstantModel:
+    """The same weights and grid, training with ``budget`` sample slots."""
+    twin = copy.deepcopy(model)
+    twin.cfg = dataclasses.replace(model.cfg, sample_budget=budget)
+    return twin
+
+
+def test_budget_keeps_whole_rays_that_render_exactly_as_exact_packing_and_the_loss_ignores_the_rest():
     torch.manual_seed(0)
-    a = InstantModel(InstantConfig(**TINY), background=(1.0, 1.0, 1.0), sphere_radius=1.0)
-    b = InstantModel(InstantConfig(**TINY, sample_budget=4000), background=(1.0, 1.0, 1.0), sphere_radius=1.0)
-    b.load_state_dict(a.state_dict())
-    rays = bundle()
-    a.train(), b.train()
+    exact = InstantModel(InstantConfig(**TINY), background=(1.0, 1.0, 1.0), sphere_radius=1.0)
+    rays, target = bundle(40), torch.rand(40, 3, generator=torch.Generator().manual_seed(3))
+    exact.train()
+    exact.set_step(0)
     torch.manual_seed(1)
-    out_a = a(rays)
-    torch.manual_seed(1)
-    out_b = b(rays)
-    assert 0 < int(out_a["n_samples"]) < 4000 and int(out_b["n_samples"]) == int(out_a["n_samples"])
-    for k in ("rgb", "depth", "accumulation"):
-        torch.testing.assert_close(out_b[k], out_a[k], atol=1e-6, rtol=0)
-    # and the gradients agree
-    ga = torch.autograd.grad(out_a["rgb"].sum(), a.field.encoding.table)[0]
-    gb = torch.autograd.grad(out_b["rgb"].sum(), b.field.encoding.table)[0]
+    out_a = exact(rays)
+    total = int(out_a["n_samples"])
+    budgeted = twin_with_budget(exact, total // 2)
+    budgeted.set_step(1)  # no grid update at step 1 in either model (the same grid)
+    exact.set_step(1)
+    torch.manual_seed(2)
+    out_a = exact(rays)
+    torch.manual_seed(2)
+    out_b = budgeted(rays)
+    kept = out_b["ray_mask"][:, 0].bool()
+    assert 0 < int(kept.sum()) < 40 and int(out_b["n_samples"]) <= total // 2
+    assert torch.equal(kept, torch.arange(40) < int(kept.sum()))  # whole rays, in batch order
+    for k in ("rgb", "depth", "accumulation"):  # every ray that counts renders as with exact packing
+        torch.testing.assert_close(out_b[k][kept], out_a[k][kept], atol=1e-6, rtol=0)
+    # the loss is the colour MSE over the kept rays only, and the other rays' targets do not matter
+    loss = budgeted.losses(out_b, {"rgb": target})["rgb"]
+    torch.testing.assert_close(loss, ((out_a["rgb"][kept] - target[kept]) ** 2).mean())
+    other = target.clone()
+    other[~kept] = 1.0 - other[~kept]
+    torch.testing.assert_close(budgeted.losses(out_b, {"rgb": other})["rgb"], loss)
+    ga = torch.autograd.grad(((out_a["rgb"][kept] - target[kept]) ** 2).mean(), exact.field.encoding.table)[0]
+    gb = torch.autograd.grad(loss, budgeted.field.encoding.table)[0]
     torch.testing.assert_close(gb, ga, atol=1e-7, rtol=1e-5)
+    m = budgeted.metrics(out_b, {"rgb": target})
+    assert int(m["rays_used"]) == int(kept.sum()) and int(m["samples_per_step"]) == int(out_b["n_samples"])
+
+
+def test_samples_per_step_follow_the_budget_as_the_grid_empties():
+    torch.manual_seed(0)
+    cfg = InstantConfig(**{**TINY, "grid_update_every": 10**6, "grid_warmup_steps": 0}, sample_budget=2000)
+    model = InstantModel(cfg, background=(1.0, 1.0, 1.0), sphere_radius=1.0)
+    model.train()
+
+    def step(k):
+        model.set_step(k)
+        m = model.metrics(model(bundle(512, seed=k)), {"rgb": torch.zeros(512, 3)})
+        return int(m["samples_per_step"]), int(m["rays_used"])
+
+    step(0)  # the one grid update (every cell occupied); nothing known yet: all 512 rays marched
+    full = [step(k) for k in range(1, 5)]
+    assert all(0.8 * 2000 <= s <= 2000 for s, _ in full), full
+    centres = model.grid.cell_points(torch.zeros(8**3, dtype=torch.long), torch.arange(8**3))
+    model.grid.bitfield[0] = centres.norm(dim=-1) < 0.4  # most of the box empties: fewer samples per ray
+    step(5)  # marched as many rays as before: under-filled
+    sparse = [step(k) for k in range(6, 10)]
+    assert all(0.8 * 2000 <= s <= 2000 for s, _ in sparse), sparse
+    assert min(r for _, r in sparse) > 1.5 * max(r for _, r in full)  # more rays for the same samples
+
+
+def test_whole_images_stop_rays_once_opaque_and_match_exact_packing():
+    torch.manual_seed(0)
+    cfg = InstantConfig(**{**TINY, "steps_per_diagonal": 512}, density_bias=3.0)  # ~440 steps across
+    model = InstantModel(cfg, background=(1.0, 1.0, 1.0), sphere_radius=1.0)
+    model.eval()
+    rays = bundle(64)
+    with torch.no_grad():
+        s = model.sample(rays)  # eval: one exact march, no jitter
+        ri = s.ray_indices
+        sigma, rgb = model._radiance(rays.origins[ri] + s.t_mid[:, None] * rays.directions[ri], rays.viewdirs[ri])
+        ref = render_packed(sigma, rgb, s.t_starts, s.t_ends, ri, 64, None, model.background)
+        model.cfg.early_stop = 0.0
+        full = model(rays)
+        model.cfg.early_stop = 1e-4
+        early = model(rays)
+    for k in ("rgb", "depth", "accumulation"):
+        torch.testing.assert_close(full[k], ref[k], atol=2e-5, rtol=0)
+        torch.testing.assert_close(early[k], ref[k], atol=5e-4 if k != "depth" else 5e-3, rtol=0)
+    assert int(full["n_samples"]) == len(ri)
+    assert int(early["n_samples"]) < 0.6 * len(ri)  # opaque rays stop early
+
+
+def test_evaluation_set_step_and_load_state_never_change_the_grid():
+    torch.manual_seed(0)
+    model = InstantModel(InstantConfig(**TINY, sample_budget=500), sphere_radius=1.0)
+    model.train()
+    model.set_step(0)
+    model(bundle())
+    assert int(model.grid.n_updates) == 1
+    state = copy.deepcopy(model.state_dict())
+    assert "march_stats" in state and float(state["march_stats"][0]) > 0
+    model.set_step(1)
+    model(bundle())
+    model(bundle())  # a second forward of the same step does not update again
+    assert int(model.grid.n_updates) == 2
+    model.eval()
+    model.set_step(4)
+    model(bundle())
+    model.train()
+    model.load_state(state, 8)
+    assert int(model.grid.n_updates) == 1 and model.step == 8
+    # a resumed model marches as many rays as the one that saved the checkpoint would have
+    fresh = InstantModel(InstantConfig(**TINY, sample_budget=500), sphere_radius=1.0)
+    fresh.load_state(state, 1)
+    assert fresh.rays_to_march(4096) == model.rays_to_march(4096) < 4096
+
+
+def test_sample_budget_smaller_than_one_ray_is_refused():
+    with pytest.raises(ValueError, match="sample_budget"):
+        InstantModel(InstantConfig(**TINY, sample_budget=8), sphere_radius=1.0)
 
 
 @pytest.mark.parametrize("mode", ["bounded", "ndc", "unbounded"])
@@ -67,7 +166,7 @@ def test_scene_modes_march_and_render(mode):
     model.train()
     for step in range(2):
         model.set_step(step)
-    out = model(rays)
+        out = model(rays)
     assert out["rgb"].shape == (20, 3) and torch.isfinite(out["rgb"]).all()
     assert int(out["n_samples"]) > 0
     if mode == "unbounded":  # samples reach far beyond the unit sphere, on a growing step

@@ -1,6 +1,7 @@
 import torch
 
-from nerflite.occupancy import OccupancyGrid, marching_steps, pack_mask, ray_aabb, steps_to_cross
+from nerflite.marching import marching_steps, pack_whole_rays, ray_aabb, rays_for_budget
+from nerflite.occupancy import OccupancyGrid, steps_to_cross
 
 
 def cube_occ(points):  # 1 inside the cube [-0.25, 0.25]^3 (aligned with the cells of a 16^3 grid on [-1, 1]^3)
@@ -24,22 +25,26 @@ def test_ray_aabb_and_cone_steps():
     torch.testing.assert_close(marching_steps(torch.tensor([1.0]), 3, 0.5, 0.0), torch.tensor([[1.0, 1.5, 2, 2.5]]))
 
 
-def test_pack_mask_budget_matches_exact():
+def test_pack_whole_rays_takes_whole_rays_in_order_and_never_part_of_one():
     g = torch.Generator().manual_seed(0)
     mask = torch.rand(13, 9, generator=g) > 0.6
-    ray, step, valid = pack_mask(mask, 0)
-    assert valid is None and torch.all(mask[ray, step]) and len(ray) == int(mask.sum())
+    ray, step, valid, kept = pack_whole_rays(mask, 0)
+    assert valid is None and kept.all() and torch.all(mask[ray, step]) and len(ray) == int(mask.sum())
     assert torch.all(ray[1:] >= ray[:-1])
-    for budget in (200, 13 * 9):  # every ray's share (15, 9) holds all of its entries
-        r, s, v = pack_mask(mask, budget)
-        k = int(mask.sum())
-        assert len(r) == budget and int(v.sum()) == k
-        assert torch.equal(r[:k], ray) and torch.equal(s[:k], step)
-        assert torch.all(r[1:] >= r[:-1])  # padding stays sorted
-    r, s, v = pack_mask(mask, 26)  # 2 per ray: each ray keeps its first two entries
-    per_ray = torch.cumsum(mask.int(), dim=1) <= 2
-    ray2, step2 = (mask & per_ray).nonzero(as_tuple=True)
-    assert torch.equal(r[v], ray2) and torch.equal(s[v], step2)
+    counts = mask.sum(dim=1)
+    for budget in (9, 20, 40, int(mask.sum()), 200):
+        r, s, v, k = pack_whole_rays(mask, budget)
+        assert len(r) == budget and torch.all(r[1:] >= r[:-1])  # static size, sorted (padding too)
+        # kept rays: the longest prefix whose samples fit, each with every one of its samples
+        fits = torch.cumsum(counts, 0) <= budget
+        assert torch.equal(k, fits)
+        exact = k[ray]  # the exact packing's samples of the kept rays, in the same order
+        assert int(v.sum()) == int(exact.sum()) <= budget
+        assert torch.equal(r[v], ray[exact]) and torch.equal(s[v], step[exact])
+        assert not torch.isin(r[v], torch.nonzero(~k)[:, 0]).any()  # nothing of a left-out ray
+    assert rays_for_budget(1000, 0, 0, 64) == 64  # nothing known yet: every ray
+    assert rays_for_budget(1000, 500, 10, 4096) == 21  # 50 samples per ray -> 20 rays, 5% more
+    assert rays_for_budget(1000, 5, 10, 64) == 64  # capped by the batch
 
 
 def test_empty_space_gives_no_samples_and_a_cube_samples_only_inside():
@@ -52,13 +57,14 @@ def test_empty_space_gives_no_samples_and_a_cube_samples_only_inside():
     assert (s.ray_indices == 0).sum() >= int(2 / step) - 1
     grid.update(0, lambda p: torch.zeros(len(p)))
     assert not grid.bitfield.any()
-    for budget in (0, 64):
+    for budget in (0, n_steps):
         s = grid.march(o, d, near, far, step, n_steps, perturb=True, budget=budget)
         assert (len(s.ray_indices) == 0) if budget == 0 else not s.valid.any()
     grid.update(1, cube_occ)
     assert int(grid.bitfield.sum()) == 4**3  # the 4^3 cells of the cube
     for budget in (0, 500):
         s = grid.march(o, d, near, far, step, n_steps, budget=budget)
+        assert s.ray_kept is None or s.ray_kept.all()
         valid = torch.ones_like(s.ray_indices, dtype=torch.bool) if s.valid is None else s.valid
         ri = s.ray_indices[valid]
         pts = o[ri] + s.t_mid[valid][:, None] * d[ri]

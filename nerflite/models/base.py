@@ -51,6 +51,10 @@ class Model(nn.Module, ABC):
         """Called by the trainer before every step, for annealed quantities."""
         self.step = step
 
+    def default_chunk(self, device: torch.device) -> int:
+        """Rays per forward when rendering whole images with ``chunk`` = 0: sized for the device."""
+        return 65536 if device.type == "cuda" else 8192
+
     def load_state(self, state_dict: dict[str, Tensor], step: int) -> None:
         """Load a checkpoint's weights and the state derived from its step (``set_step(step)``).
 
@@ -62,6 +66,13 @@ class Model(nn.Module, ABC):
         self.set_step(int(step))
 
 
+def resolve_chunk(model: Model, chunk: int) -> int:
+    """``chunk`` rays per forward, or the model's size for its device when ``chunk`` <= 0."""
+    if chunk > 0:
+        return int(chunk)
+    return int(model.default_chunk(next(model.parameters()).device))
+
+
 def render_rays_chunked(
     model: Model,
     bundle: RayBundle,
@@ -71,7 +82,8 @@ def render_rays_chunked(
 ) -> dict[str, Tensor]:
     """Render many rays (a whole image) ``chunk`` rays per forward, with bounded memory.
 
-    ``chunk`` is nerflite's one implementation of "rays per forward when rendering". The bundle
+    ``chunk`` is nerflite's one implementation of "rays per forward when rendering" (<= 0: the
+    model's ``default_chunk`` for its device). The bundle
     may live on the CPU (it is moved to the model's device chunk by chunk) or already on the
     device. Runs under ``torch.no_grad`` in whatever train/eval mode the model is in (callers
     normally use ``model.eval()``); each chunk's outputs named in ``keys`` (all per-ray outputs
@@ -81,6 +93,7 @@ def render_rays_chunked(
     if device is None:
         device = torch.device("cpu")
     model_device = next(model.parameters()).device
+    chunk = resolve_chunk(model, chunk)
     n = len(bundle)
     parts: dict[str, list[Tensor]] = {}
     with torch.no_grad():

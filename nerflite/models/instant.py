@@ -2,13 +2,21 @@
 
 Per batch of rays (``RayBundle``):
 
-1. Training only: ``set_step(step)`` refreshes the occupancy grid every ``grid_update_every``
-   steps from the field's own density (occupancy value = sigma * step size).
-2. ``OccupancyGrid.march``: intervals of ``step_size`` (or growing with ``cone_angle``) in
-   occupied cells of the box, packed in ray order (a fixed ``sample_budget`` in training keeps
-   every shape static: no host sync).
+1. Training only: the first forward of every ``grid_update_every``-th step refreshes the
+   occupancy grid from the field's own density (occupancy value = sigma * step size); evaluation,
+   ``set_step`` and ``load_state`` never change the grid.
+2. ``nerflite.marching``: intervals of ``step_size`` (or growing with ``cone_angle``) in occupied
+   cells, packed in ray order. No ray is cut short. In training with ``sample_budget`` > 0 the
+   step has exactly that many sample slots: whole rays are taken in batch order while their
+   samples fit, the rest are left out of the loss and the metrics (``ray_mask``), and the number
+   of rays marched follows the previous step's samples per ray, so the samples per step track the
+   budget as the grid carves out empty space (nerfacc adapts its ray count for the same reason).
+   The previous step's count is read one step late (``nerflite.readback``): the step never waits.
 3. ``InstantField`` at the interval midpoints -> sigma, rgb; ``render_packed`` -> ``rgb``,
    ``depth``, ``accumulation``, with the scene's background composited behind.
+4. Whole images (eval mode): ``render_until_opaque`` marches in segments, stops each ray once its
+   transmittance falls below ``early_stop`` and never starts rays that miss the grid; chunks of
+   ``chunk`` rays (0: 2^18 on a GPU, 8192 on a CPU).
 
 Scene space (``scene_mode``):
 * ``bounded`` (Blender, DTU): the field and the grid cover ``aabb`` (default: the cube around the
@@ -28,17 +36,17 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 
 import torch
-import torch.nn.functional as F
 from torch import Tensor
 
 from nerflite.contraction import contract
 from nerflite.fields.batching import chunked_apply
 from nerflite.fields.instant_field import InstantField
-from nerflite.metrics import psnr
+from nerflite.marching import PackedSamples, march, rays_for_budget, render_until_opaque
 from nerflite.models.base import Model, autocast, check_amp
-from nerflite.occupancy import OccupancyGrid, PackedSamples, steps_to_cross
+from nerflite.occupancy import OccupancyGrid, steps_to_cross
 from nerflite.packed_rendering import render_packed
 from nerflite.rays import RayBundle
+from nerflite.readback import LaggedRead
 
 SCENE_MODES = ("auto", "bounded", "ndc", "unbounded")
 
@@ -65,8 +73,9 @@ class InstantConfig:
     steps_per_diagonal: int = 512  # marching step = diagonal of the box / this
     cone_angle: float = 0.0  # step grows as cone_angle * t beyond step_size (0: constant; unbounded: 1/256)
     max_steps: int = 0  # candidate steps per ray (0: enough to cross the box, or reach far with the cone)
-    sample_budget: int = 0  # sample slots per training step (0: exactly the occupied ones; >0: fixed, no host sync)
-    chunk: int = 8192  # rays per forward when rendering whole images
+    sample_budget: int = 0  # sample slots per training step (0: every sample of every ray; >0: static, whole rays only)
+    early_stop: float = 1e-4  # whole images: a ray stops once its transmittance is below this (0: never)
+    chunk: int = 0  # rays per forward when rendering whole images (0: 2^18 on a GPU, 8192 on a CPU)
     netchunk: int = 262144  # points per field call
     rgb_weight: float = 1.0  # weight of the colour MSE
     table_lr_mult: float = 1.0  # learning-rate multiplier of the hash tables relative to the MLPs
@@ -133,6 +142,15 @@ class InstantModel(Model):
         else:
             self.step_size = diagonal / cfg.steps_per_diagonal
         self.max_steps = cfg.max_steps or self._auto_max_steps(far)
+        if 0 < cfg.sample_budget < self.max_steps:
+            raise ValueError(
+                f"InstantConfig.sample_budget ({cfg.sample_budget}) must be 0 or at least the {self.max_steps} "
+                "marching steps of one ray, so that any ray fits whole"
+            )
+        # (samples, rays) of the last training step's kept rays: sets how many rays the next one marches
+        self.register_buffer("march_stats", torch.zeros(2))
+        self._stats_read = LaggedRead()
+        self._grid_updated_at = -1
         bg = None if background is None else torch.as_tensor(background, dtype=torch.float32).reshape(3)
         self.register_buffer("background", bg, persistent=False)
         if cfg.tf32:
@@ -165,61 +183,112 @@ class InstantModel(Model):
             sigma = chunked_apply(lambda p: self.field.density(self.unit(p))[0], x, netchunk=self.cfg.netchunk)
         return sigma.float() * self.step_size
 
-    def set_step(self, step: int) -> None:
-        super().set_step(step)
-        if self.training:
-            self.grid.update(step, self.occupancy)
+    def occupied(self, points: Tensor) -> Tensor:
+        """bool [m]: world (or NDC) points [m, 3] lie in occupied cells of the grid."""
+        return self.grid.occupied(self.to_field(points))
+
+    def default_chunk(self, device: torch.device) -> int:
+        return 1 << 18 if device.type == "cuda" else 8192
+
+    def load_state(self, state_dict: dict[str, Tensor], step: int) -> None:
+        super().load_state(state_dict, step)
+        self._stats_read.reset()  # the next step reads the loaded ``march_stats``
 
     # ---------------------------------------------------------------- forward
-    def sample(self, rays: RayBundle) -> PackedSamples:
-        """Packed intervals along ``rays`` in occupied cells (fixed budget in training, if set)."""
-        budget = self.cfg.sample_budget if self.training else 0
+    def ray_interval(self, rays: RayBundle) -> tuple[Tensor, Tensor]:
+        """(t0 [n], t1 [n]) where marching starts and ends: the grid's box within [near, far]
+        (``unbounded``: near to far in the world, the grid is looked up at contracted points)."""
         if self.mode == "unbounded":
-            return self._march_unbounded(rays, budget)
-        return self.grid.march(
-            rays.origins, rays.directions, rays.near, rays.far, self.step_size, self.max_steps,
-            cone_angle=self.cone_angle, perturb=self.training, budget=budget,
-        )  # fmt: skip
+            return rays.near[:, 0], rays.far[:, 0]
+        return self.grid.ray_interval(rays.origins, rays.directions, rays.near, rays.far)
 
-    def _march_unbounded(self, rays: RayBundle, budget: int) -> PackedSamples:
-        """March in the world from near to far; the grid is looked up at contracted points."""
-        from nerflite.occupancy import marching_steps, pack_mask
+    def rays_to_march(self, n: int) -> int:
+        """How many of a training batch's ``n`` rays to march: enough to fill ``sample_budget`` at
+        the last step's samples per ray (all ``n`` before any step)."""
+        stats = self._stats_read.pull()
+        if stats is None:
+            stats = self.march_stats.tolist()  # after construction or a load: one read
+        return rays_for_budget(self.cfg.sample_budget, stats[0], stats[1], n)
 
-        t0 = rays.near[:, 0]
+    def sample(self, rays: RayBundle) -> PackedSamples:
+        """Packed intervals along ``rays`` in occupied cells: every sample of every ray, or (training
+        with ``sample_budget``) whole rays in a fixed number of slots, ``ray_kept`` [n] saying which."""
+        t0, t1 = self.ray_interval(rays)
         if self.training:
             t0 = t0 + torch.rand_like(t0) * self.step_size
-        bounds = marching_steps(t0, self.max_steps, self.step_size, self.cone_angle)  # [n, S + 1]
-        starts, ends = bounds[:, :-1], bounds[:, 1:]
-        pts = rays.points(0.5 * (starts + ends))  # [n, S, 3]
-        n, s = starts.shape
-        occupied = self.grid.occupied(self.to_field(pts.reshape(-1, 3))).reshape(n, s)
-        ray, step, valid = pack_mask(occupied & (ends <= rays.far), budget)
-        return PackedSamples(starts[ray, step], ends[ray, step], ray, valid, n)
+        budget = self.cfg.sample_budget if self.training else 0
+        if budget <= 0:
+            return march(rays.origins, rays.directions, t0, t1, self.occupied, self.step_size, self.max_steps,
+                         self.cone_angle)
+        n = len(rays)
+        k = self.rays_to_march(n)
+        s = march(rays.origins[:k], rays.directions[:k], t0[:k], t1[:k], self.occupied, self.step_size,
+                  self.max_steps, self.cone_angle, budget)
+        kept = torch.zeros(n, dtype=torch.bool, device=t0.device)
+        kept[:k] = s.ray_kept
+        self.march_stats.copy_(torch.stack([s.n_valid(), kept.sum().float()]))
+        self._stats_read.push(self.march_stats)
+        s.ray_kept, s.n_rays = kept, n
+        return s
+
+    def _update_grid(self) -> None:
+        """Refresh the occupancy grid once per training step (its schedule decides which steps)."""
+        if self._grid_updated_at != self.step:
+            self.grid.update(self.step, self.occupancy)
+            self._grid_updated_at = self.step
 
     def forward(self, ray_bundle: RayBundle) -> dict[str, Tensor]:
+        if not self.training:
+            return self._render_until_opaque(ray_bundle)
+        self._update_grid()
         s = self.sample(ray_bundle)
         ri = s.ray_indices
         points = ray_bundle.origins[ri] + s.t_mid[:, None] * ray_bundle.directions[ri]  # [m, 3]
-        x = self.unit(self.to_field(points))  # [m, 3]
-        with autocast(self.cfg.amp, ray_bundle.device):
-            sigma, rgb = chunked_apply(self.field, x, ray_bundle.viewdirs[ri], netchunk=self.cfg.netchunk)
-        out = render_packed(
-            sigma.float(), rgb.float(), s.t_starts, s.t_ends, ri, s.n_rays, s.valid, self.background
-        )
+        sigma, rgb = self._radiance(points, ray_bundle.viewdirs[ri])
+        out = render_packed(sigma, rgb, s.t_starts, s.t_ends, ri, s.n_rays, s.valid, self.background)
         out.pop("weights")  # per sample, not per ray
-        out["n_samples"] = (torch.ones_like(s.t_mid) if s.valid is None else s.valid.float()).sum()
+        out["n_samples"] = s.n_valid()
+        if s.ray_kept is not None:
+            out["ray_mask"] = s.ray_kept[:, None].float()  # [n, 1]: rays left out of the loss are 0
+        return out
+
+    def _radiance(self, points: Tensor, viewdirs: Tensor) -> tuple[Tensor, Tensor]:
+        """(sigma [m], rgb [m, 3]) in float32 at world points [m, 3] seen along viewdirs [m, 3]."""
+        x = self.unit(self.to_field(points))  # [m, 3]
+        with autocast(self.cfg.amp, points.device):
+            sigma, rgb = chunked_apply(self.field, x, viewdirs, netchunk=self.cfg.netchunk)
+        return sigma.float(), rgb.float()
+
+    def _render_until_opaque(self, rays: RayBundle) -> dict[str, Tensor]:
+        t0, t1 = self.ray_interval(rays)
+        out = render_until_opaque(
+            rays.origins, rays.directions, t0, t1, self.occupied,
+            lambda p, ri: self._radiance(p, rays.viewdirs[ri]),
+            self.step_size, self.max_steps, self.cone_angle, eps=self.cfg.early_stop,
+        )  # fmt: skip
+        if self.background is not None:
+            out["rgb"] = out["rgb"] + (1.0 - out["accumulation"]) * self.background
         return out
 
     # ---------------------------------------------------------------- losses and metrics
     def losses(self, outputs: dict[str, Tensor], batch: dict[str, Tensor]) -> dict[str, Tensor]:
-        return {"rgb": self.cfg.rgb_weight * F.mse_loss(outputs["rgb"], batch["rgb"])}
+        """Colour MSE over the rays that count (``ray_mask``: all of them without a budget)."""
+        err = (outputs["rgb"] - batch["rgb"]) ** 2  # [n, 3]
+        if "ray_mask" not in outputs:
+            return {"rgb": self.cfg.rgb_weight * err.mean()}
+        w = outputs["ray_mask"]  # [n, 1]
+        return {"rgb": self.cfg.rgb_weight * (err * w).sum() / (3.0 * w.sum()).clamp(min=1.0)}
 
     @torch.no_grad()
     def metrics(self, outputs: dict[str, Tensor], batch: dict[str, Tensor]) -> dict[str, Tensor]:
-        n = outputs["rgb"].shape[0]
+        w = outputs.get("ray_mask", torch.ones_like(outputs["rgb"][:, :1]))  # [n, 1]
+        rays = w.sum().clamp(min=1.0)
+        mse = (((outputs["rgb"] - batch["rgb"]) ** 2) * w).sum() / (3.0 * rays)
         return {
-            "psnr": psnr(outputs["rgb"], batch["rgb"]),
-            "samples_per_ray": outputs["n_samples"] / max(n, 1),
+            "psnr": -10.0 * torch.log10(mse.clamp(min=1e-10)),
+            "samples_per_ray": outputs["n_samples"] / rays,
+            "samples_per_step": outputs["n_samples"],
+            "rays_used": rays,
             "occupied_frac": self.grid.bitfield.float().mean(),
         }
 

@@ -21,7 +21,7 @@ import numpy as np
 
 from nerflite.data.scene import Scene
 from nerflite.engine.evaluate import sdf_mesh
-from nerflite.models.base import Model
+from nerflite.models.base import Model, resolve_chunk
 from nerflite.viewer.config import ViewerConfig
 from nerflite.viewer.frames import (
     OUTPUTS,
@@ -65,7 +65,7 @@ class Viewer:
     def __init__(self, server, cfg: ViewerConfig, scene: Scene, model: Model, chunk: int,
                  total_steps: int | None, status: str = ""):
         self.server, self.cfg, self.scene = server, cfg, scene
-        self.chunk = cfg.chunk if cfg.chunk > 0 else chunk
+        self.chunk = resolve_chunk(model, cfg.chunk if cfg.chunk > 0 else chunk)  # 0: sized for the device
         self.total_steps = total_steps  # None: a finished run (no training, nothing to pause)
         self.keys = output_keys(model, scene)
         train = scene.cameras[scene.split("train")]
