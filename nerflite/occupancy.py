@@ -28,7 +28,7 @@ from collections.abc import Callable
 import torch
 from torch import Tensor, nn
 
-from nerflite.marching import PackedSamples, march, ray_aabb
+from nerflite.marching import Coarse, PackedSamples, march, ray_aabb
 
 
 class OccupancyGrid(nn.Module):
@@ -57,6 +57,8 @@ class OccupancyGrid(nn.Module):
         self.register_buffer("values", torch.zeros(n_cascades, n_cells))  # EMA-max occupancy
         self.register_buffer("bitfield", torch.ones(n_cascades, n_cells, dtype=torch.bool))  # occupied cells
         self.register_buffer("n_updates", torch.zeros((), dtype=torch.int64))  # updates done so far
+        self._dilated: Tensor | None = None  # bitfield dilated by one cell (``near_occupied``), cached
+        self._dilated_version: tuple[int, int] | None = None
 
     @property
     def outer_box(self) -> tuple[Tensor, Tensor]:
@@ -85,6 +87,32 @@ class OccupancyGrid(nn.Module):
         """bool [m]: the points [m, 3] lie in occupied cells (False outside the grid)."""
         cascade, flat, inside = self.cell_index(points)
         return self.bitfield[cascade, flat] & inside
+
+    def near_occupied(self, points: Tensor) -> Tensor:
+        """bool [m]: a cell next to (or at) the point's cell, clamped into the grid, is occupied.
+
+        True for every point within one cell (per axis) of an occupied cell: the conservative block
+        test of ``nerflite.marching.candidates`` (one cascade). The dilated bitfield is rebuilt
+        whenever the bitfield changes (an update, a loaded checkpoint)."""
+        version = (self.bitfield.data_ptr(), self.bitfield._version)  # changes on update, load and move
+        if self._dilated is None or self._dilated_version != version:
+            r = self.resolution
+            grid = self.bitfield.reshape(self.n_cascades, 1, r, r, r).float()
+            dilated = torch.nn.functional.max_pool3d(grid, 3, stride=1, padding=1)
+            self._dilated, self._dilated_version = dilated.reshape(self.n_cascades, -1) > 0, version
+        cascade, flat, _ = self.cell_index(points)
+        return self._dilated[cascade, flat]
+
+    def coarse(self, step_size: float, cone_angle: float = 0.0) -> Coarse | None:
+        """The block test for marching at ``step_size``: ``near_occupied`` with blocks of
+        floor(2 h / step_size) steps (h: the smallest cell side), so every point of a block lies
+        within one cell of its midpoint; None (dense marching) with cascades, a cone, or blocks of
+        fewer than 2 steps."""
+        h = float((2 * self.half_size / self.resolution).min())
+        block = int(math.floor(2 * h / step_size * (1 - 1e-6)))
+        if self.n_cascades > 1 or cone_angle > 0 or block < 2:
+            return None
+        return self.near_occupied, block
 
     # ---------------------------------------------------------------- update
     def cell_points(self, cascade: Tensor, flat: Tensor, generator: torch.Generator | None = None) -> Tensor:
@@ -135,14 +163,16 @@ class OccupancyGrid(nn.Module):
         perturb: bool = False,
         budget: int = 0,
         generator: torch.Generator | None = None,
+        skip_empty: bool = True,
     ) -> PackedSamples:
         """Packed samples in occupied cells along rays (origins, directions [n, 3], near, far [n, 1])
         from where each ray enters the outermost box to where it leaves it (``nerflite.marching.march``;
-        ``budget`` > 0 keeps whole rays only)."""
+        ``budget`` > 0 keeps whole rays only; ``skip_empty`` tests blocks of steps first, ``coarse``)."""
         t0, t1 = self.ray_interval(origins, directions, near, far)
         if perturb:
             t0 = t0 + torch.rand(t0.shape, device=t0.device, generator=generator) * step_size
-        return march(origins, directions, t0, t1, self.occupied, step_size, max_steps, cone_angle, budget)
+        coarse = self.coarse(step_size, cone_angle) if skip_empty else None
+        return march(origins, directions, t0, t1, self.occupied, step_size, max_steps, cone_angle, budget, coarse)
 
     def ray_interval(self, origins: Tensor, directions: Tensor, near: Tensor, far: Tensor) -> tuple[Tensor, Tensor]:
         """(t0 [n], t1 [n]): the part of each ray inside the outermost box and [near, far] (t1 <= t0: none)."""

@@ -3,6 +3,7 @@ import math
 import pytest
 import torch
 
+from nerflite.fields import hash_encoding
 from nerflite.fields.hash_encoding import HashEncoding, level_resolutions
 
 
@@ -100,3 +101,27 @@ def test_gradcheck_wrt_table_and_points():
 
     assert torch.autograd.gradcheck(lambda t: f(t, x), (table,))
     assert torch.autograd.gradcheck(lambda p: f(table.detach(), p), (x.clone().requires_grad_(True),))
+
+
+@pytest.mark.parametrize("active", [16, 5])
+def test_fast_path_equals_the_autograd_path_in_features_and_table_gradient(active, monkeypatch):
+    """Points without gradient take ``_GatherBlend`` (index_select + index_add_ backward); points
+    with gradient take plain autograd. Both give the same features and table gradients."""
+    torch.manual_seed(0)
+    enc = HashEncoding(16, 2, 12, 4, 256).double()
+    enc.n_active_levels = active
+    with torch.no_grad():
+        enc.table.uniform_(-1, 1)
+    x = torch.rand(3000, 3, dtype=torch.float64)
+    g = torch.randn(3000, enc.out_dim, dtype=torch.float64)
+    calls = []
+    apply = hash_encoding._GatherBlend.apply
+    monkeypatch.setattr(hash_encoding._GatherBlend, "apply", lambda *a: calls.append(1) or apply(*a))
+    fast = enc(x)  # x needs no gradient: the fast path
+    (t_fast,) = torch.autograd.grad((fast * g).sum(), enc.table)
+    xr = x.clone().requires_grad_(True)
+    ref = enc(xr)  # the autograd path
+    t_ref, _ = torch.autograd.grad((ref * g).sum(), [enc.table, xr])
+    torch.testing.assert_close(fast, ref, rtol=1e-12, atol=1e-12)
+    torch.testing.assert_close(t_fast, t_ref, rtol=1e-10, atol=1e-12)
+    assert len(calls) == 1  # the fast path ran once (for ``fast``), the autograd path for ``ref``

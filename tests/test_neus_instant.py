@@ -152,6 +152,25 @@ def test_occupied_depths_land_in_the_shell(perturb):
     assert hits.sum() > 100
 
 
+def test_fixed_size_sampler_covers_every_occupied_stretch_of_a_ray():
+    """No ray is cut short: every ray gets its fixed number of depths spread over all of its occupied
+    bins (here the front and the back crossing of a sphere shell), and the stratified depths span
+    [near, far] whole."""
+    res, r, inv_s, k = 32, 0.5, 200.0, 1.0
+    grid = occupancy_from_sdf(cell_centers(res).norm(dim=-1) - r, res, inv_s, k)
+    o = torch.tensor([[-3.0, 0.02, 0.01]])
+    d = torch.tensor([[1.0, 0.0, 0.0]])
+    near, far = near_far_from_sphere(o, d)
+    t = occupied_depths(o, d, near, far, grid, 256, 32, perturb=False)[0]  # [32]
+    x = o[0, 0] + t  # the ray runs along x through the centre
+    front, back = (x < 0).sum(), (x > 0).sum()
+    assert front >= 12 and back >= 12  # both crossings of the shell, about half each
+    assert float(x.max()) > r - shell_width(res, inv_s, k)  # the back crossing is reached
+    model = NeuSInstantModel(tiny_config(n_samples=16, n_importance=0)).eval()
+    depths = model.sample_depths(o, d, near, far)
+    assert float(depths.min()) < float(near) + 2.0 / 16 and float(depths.max()) > float(far) - 2.0 / 16
+
+
 def test_model_update_occupancy_follows_the_sdf_and_a_step_trains():
     torch.manual_seed(0)
     model = NeuSInstantModel(tiny_config(occ_resolution=24, occ_every=4))

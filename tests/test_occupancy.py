@@ -1,3 +1,4 @@
+import pytest
 import torch
 
 from nerflite.marching import marching_steps, pack_whole_rays, ray_aabb, rays_for_budget
@@ -28,23 +29,45 @@ def test_ray_aabb_and_cone_steps():
 def test_pack_whole_rays_takes_whole_rays_in_order_and_never_part_of_one():
     g = torch.Generator().manual_seed(0)
     mask = torch.rand(13, 9, generator=g) > 0.6
-    ray, step, valid, kept = pack_whole_rays(mask, 0)
-    assert valid is None and kept.all() and torch.all(mask[ray, step]) and len(ray) == int(mask.sum())
-    assert torch.all(ray[1:] >= ray[:-1])
+    ray = torch.arange(13)[:, None].expand(13, 9).reshape(-1)
+    keep = mask.reshape(-1)
+    idx, valid, kept = pack_whole_rays(ray, keep, 13, 0)
+    assert valid is None and kept.all() and torch.equal(idx, keep.nonzero()[:, 0])
     counts = mask.sum(dim=1)
     for budget in (9, 20, 40, int(mask.sum()), 200):
-        r, s, v, k = pack_whole_rays(mask, budget)
-        assert len(r) == budget and torch.all(r[1:] >= r[:-1])  # static size, sorted (padding too)
+        i, v, k = pack_whole_rays(ray, keep, 13, budget)
+        assert len(i) == budget and torch.all(ray[i][1:] >= ray[i][:-1])  # static size, sorted (padding too)
         # kept rays: the longest prefix whose samples fit, each with every one of its samples
-        fits = torch.cumsum(counts, 0) <= budget
-        assert torch.equal(k, fits)
-        exact = k[ray]  # the exact packing's samples of the kept rays, in the same order
-        assert int(v.sum()) == int(exact.sum()) <= budget
-        assert torch.equal(r[v], ray[exact]) and torch.equal(s[v], step[exact])
-        assert not torch.isin(r[v], torch.nonzero(~k)[:, 0]).any()  # nothing of a left-out ray
+        assert torch.equal(k, torch.cumsum(counts, 0) <= budget)
+        exact = idx[k[ray[idx]]]  # the exact packing's entries of the kept rays, in the same order
+        assert int(v.sum()) == len(exact) <= budget and torch.equal(i[v], exact)
     assert rays_for_budget(1000, 0, 0, 64) == 64  # nothing known yet: every ray
     assert rays_for_budget(1000, 500, 10, 4096) == 21  # 50 samples per ray -> 20 rays, 5% more
     assert rays_for_budget(1000, 5, 10, 64) == 64  # capped by the batch
+
+
+@pytest.mark.parametrize("budget", [0, 3000])
+def test_block_marching_keeps_exactly_the_dense_samples(budget):
+    """Empty-space skipping through the one-cell-dilated grid gives the very samples of dense marching."""
+    g = torch.Generator().manual_seed(1)
+    grid = OccupancyGrid([-1.5, -1.5, -1.0, 1.5, 1.5, 1.0], resolution=32)  # cells not cubes
+    grid.bitfield.copy_(torch.rand(grid.bitfield.shape, generator=g) < 0.03)
+    n = 300
+    o = torch.nn.functional.normalize(torch.randn(n, 3, generator=g), dim=-1) * 3.5
+    d = torch.nn.functional.normalize(torch.rand(n, 3, generator=g) - 0.5 - o / 3.5, dim=-1)
+    near, far = torch.full((n, 1), 0.1), torch.full((n, 1), 6.0)
+    step = 0.01
+    coarse = grid.coarse(step)
+    assert coarse is not None and coarse[1] == int(2 * 2.0 / 32 / step)  # the z side is the smallest
+    n_steps = steps_to_cross(grid, step)
+    dense = grid.march(o, d, near, far, step, n_steps, budget=budget, skip_empty=False)
+    blocks = grid.march(o, d, near, far, step, n_steps, budget=budget)
+    v = torch.ones_like(dense.t_starts, dtype=torch.bool) if dense.valid is None else dense.valid
+    assert v.sum() > 100
+    vb = torch.ones_like(blocks.t_starts, dtype=torch.bool) if blocks.valid is None else blocks.valid
+    assert torch.equal(blocks.ray_indices[vb], dense.ray_indices[v])
+    torch.testing.assert_close(blocks.t_starts[vb], dense.t_starts[v], atol=1e-6, rtol=0)
+    assert grid.coarse(step, cone_angle=0.01) is None and grid.coarse(0.5) is None
 
 
 def test_empty_space_gives_no_samples_and_a_cube_samples_only_inside():

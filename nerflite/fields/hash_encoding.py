@@ -18,6 +18,14 @@ uniform in (-1e-4, 1e-4). Output: the L levels' features concatenated, level-maj
 
 Progressive training (coarse-to-fine, as in Neuralangelo / neus2): ``n_active_levels = k`` zeroes
 the features of levels >= k (and so their gradients).
+
+Two paths compute the same features. When the points need no gradient (NeRF: the sample points
+are data), ``_GatherBlend`` gathers the corner rows with ``index_select`` and blends them in one
+product, and its backward scatters ``weight * grad`` into the table with ``index_add_`` (atomic
+adds on a GPU; the gradient of ``table[idx]`` is the sort-based ``index_put_`` instead) without
+keeping the gathered features. When the points need gradients (NeuS: normals, eikonal loss, with
+a second derivative), the plain autograd path below is used; it is also the reference the fast
+path is tested against (``tests/test_hash_encoding.py``).
 """
 
 from __future__ import annotations
@@ -37,6 +45,25 @@ def level_resolutions(n_levels: int, base_resolution: int, max_resolution: int) 
         return [base_resolution]
     b = math.exp((math.log(max_resolution) - math.log(base_resolution)) / (n_levels - 1))
     return [int(math.floor(base_resolution * b**level + 1e-6)) for level in range(n_levels)]
+
+
+class _GatherBlend(torch.autograd.Function):
+    """sum_c w[m, l, c] * table[idx[m, l, c]] -> [m, L, F]; gradient for the table only."""
+
+    @staticmethod
+    def forward(ctx, table: Tensor, idx: Tensor, w: Tensor) -> Tensor:  # idx, w: [m, L, 8]
+        m, n_levels, _ = w.shape
+        feats = table.index_select(0, idx.reshape(-1)).view(m, n_levels, 8, table.shape[1])  # [m, L, 8, F]
+        ctx.save_for_backward(idx, w)
+        ctx.table_rows = table.shape[0]
+        return (feats * w[..., None].to(feats.dtype)).sum(dim=2)  # [m, L, F]
+
+    @staticmethod
+    def backward(ctx, grad: Tensor):  # grad [m, L, F]
+        idx, w = ctx.saved_tensors
+        contrib = (w[..., None].to(grad.dtype) * grad[:, :, None, :]).reshape(-1, grad.shape[-1])  # [m L 8, F]
+        table_grad = torch.zeros(ctx.table_rows, grad.shape[-1], dtype=grad.dtype, device=grad.device)
+        return table_grad.index_add_(0, idx.reshape(-1), contrib), None, None
 
 
 class HashEncoding(nn.Module):
@@ -114,11 +141,14 @@ class HashEncoding(nn.Module):
         cell = torch.minimum(pos.detach().floor().long(), (self._res - 1).clamp(min=0)[:, None])  # [m, L, 3]
         frac = pos - cell.to(dtype)  # [m, L, 3] in [0, 1]
         idx = self.corner_indices(cell)  # [m, L, 2, 2, 2]
-        feats = self.table[idx.reshape(-1)].reshape(m, self.n_levels, 8, self.n_features)  # [m, L, 8, F]
         wa = torch.stack([1 - frac, frac], dim=-1)  # [m, L, 3, 2] per-axis weights of the two corners
         wx, wy, wz = wa[:, :, 0], wa[:, :, 1], wa[:, :, 2]  # [m, L, 2]
         w = wz[..., :, None, None] * wy[..., None, :, None] * wx[..., None, None, :]  # [m, L, 2, 2, 2]
-        out = torch.matmul(w.reshape(m, self.n_levels, 1, 8), feats).reshape(m, self.n_levels, self.n_features)
+        if x.requires_grad and torch.is_grad_enabled():  # the reference path: differentiable in x
+            feats = self.table[idx.reshape(-1)].reshape(m, self.n_levels, 8, self.n_features)  # [m, L, 8, F]
+            out = torch.matmul(w.reshape(m, self.n_levels, 1, 8), feats).reshape(m, self.n_levels, self.n_features)
+        else:
+            out = _GatherBlend.apply(self.table, idx.reshape(m, self.n_levels, 8), w.reshape(m, self.n_levels, 8))
         if self.n_active_levels < self.n_levels:
             out = out * self.level_mask()[:, None]
         return out.reshape(m, self.out_dim)
