@@ -42,12 +42,12 @@ coordinates ``(u, v) = (x / z, y / z)`` of a camera-space point:
       (u_d, v_d) = theta_d / sqrt(x^2 + y^2) * (x, y)
 
 and pixels are ``(fx u_d + skew v_d + cx, fy v_d + cy)``: ``Cameras.skew`` [n] (None: 0) is the
-intrinsic matrix's ``K[0, 1]`` (pixels), applied after the lens as in Nerfies' camera model. ``project`` applies the model forward;
-``generate_rays`` inverts it per ray with a fixed number of vectorised Newton steps (2x2 for the
-radial-tangential model, scalar in theta for the fisheye one, which also covers fields of view
-beyond 180 degrees), so images are used exactly as captured: no resampling blur, no cropped
-borders, no extra decode work, and nothing synchronises with the host. Render paths for novel
-views are pinhole.
+intrinsic matrix's ``K[0, 1]`` (pixels), applied after the lens as in Nerfies' camera model.
+``project`` applies the model forward; ``generate_rays`` inverts it per ray with a fixed number
+of vectorised Newton steps (2x2 for the radial-tangential model, scalar in theta for the fisheye
+one, which also covers fields of view beyond 180 degrees), so images are used exactly as
+captured: no resampling blur, no cropped borders, no extra decode work, and nothing synchronises
+with the host. Render paths for novel views are pinhole.
 """
 
 from __future__ import annotations
