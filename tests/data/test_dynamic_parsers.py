@@ -289,3 +289,32 @@ def test_written_camera_file_holds_the_nerfies_terms(tmp_path):
     assert cam["tangential_distortion"] == pytest.approx([0.0, -0.0014])
     R = np.asarray(cam["orientation"])
     assert abs(np.linalg.det(R) - 1) < 1e-9 and math.isclose(np.abs(R @ R.T - np.eye(3)).max(), 0, abs_tol=1e-12)
+
+
+# ------------------------------------------------------------------------------ inspector
+
+
+def _inspect(capsys, root, *args) -> tuple[str, dict]:
+    from nerflite.data.inspect import main
+
+    assert main([str(root), "--json", *map(str, args)]) == 0
+    out = capsys.readouterr().out.strip().splitlines()
+    return "\n".join(out[:-1]), json.loads(out[-1])
+
+
+def test_inspector_reports_the_moments_of_a_moving_scene(tmp_path, capsys):
+    make_nerfies(tmp_path / "nerfies")
+    text, rec = _inspect(capsys, tmp_path / "nerfies")
+    assert rec["format"] == "nerfies" and rec["time"] == {"min": 0.0, "max": 1.0, "distinct": 6, "appearance_ids": 6}
+    assert "time        moments 0 to 1, 6 distinct over 6 views (a moving scene); 6 appearance ids" in text
+    # the val view's moment (time id 5) lies inside the training ones (0 to 9): no warning
+    assert not any("training moments" in w for w in rec["warnings"])
+    times = make_dnerf(tmp_path / "dnerf")
+    text, rec = _inspect(capsys, tmp_path / "dnerf")
+    every = times["train"] + times["val"] + times["test"]
+    assert rec["time"] == {"min": min(every), "max": max(every), "distinct": len(set(every)), "appearance_ids": None}
+    # val and test moments beyond the last training one: the model would extrapolate in time
+    assert any("outside the training moments" in w for w in rec["warnings"]), rec["warnings"]
+    make_blender(tmp_path / "static", n=3)
+    text, rec = _inspect(capsys, tmp_path / "static")
+    assert rec["time"] is None and "time " not in text
