@@ -318,3 +318,34 @@ def test_inspector_reports_the_moments_of_a_moving_scene(tmp_path, capsys):
     make_blender(tmp_path / "static", n=3)
     text, rec = _inspect(capsys, tmp_path / "static")
     assert rec["time"] is None and "time " not in text
+
+
+# ------------------------------------------------------------------------------ real data
+
+
+@pytest.mark.slow
+def test_real_dnerf_standup_reads_and_its_rays_carry_time(shared_data):
+    from nerflite.data.datamanager import DataManager, DataManagerConfig
+
+    root = shared_data("dnerf_standup")
+    assert detect_format(root) == "dnerf"
+    scene = load_scene(root, downscale=8)
+    assert scene.format == "dnerf" and scene.is_dynamic
+    assert {k: len(v) for k, v in scene.splits.items()} == {"train": 150, "val": 20, "test": 20}
+    for split in ("train", "val", "test"):
+        frames = json.loads((root / f"transforms_{split}.json").read_text())["frames"]
+        assert scene.times[scene.split(split)].tolist() == pytest.approx([f["time"] for f in frames], abs=1e-7)
+    train_t = scene.times[scene.split("train")]
+    assert float(train_t.min()) == 0.0 and float(train_t.max()) == 1.0 and len(set(train_t.tolist())) == 150
+    assert int(scene.cameras.width[0]) == 100 and (scene.near, scene.far) == (2.0, 6.0)
+    dist = torch.linalg.norm(scene.cameras.c2w[:, :, 3], dim=-1)
+    assert float(dist.min()) > 3.9 and float(dist.max()) < 4.2
+    dm = DataManager(scene, DataManagerConfig(rays_per_batch=512, cache="disk", workers=1, images_per_chunk=8),
+                     "cpu")
+    try:
+        rays, batch = dm.next_train(0)
+        assert torch.equal(rays.extras["time"][:, 0], scene.times[batch["indices"][:, 0]])
+        view, rays, batch = dm.next_eval_image(0)
+        assert len(rays) == 100 * 100 and torch.all(rays.extras["time"] == scene.times[view])
+    finally:
+        dm.close()
