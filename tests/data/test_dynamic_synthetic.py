@@ -189,6 +189,16 @@ def test_a_static_model_trains_on_a_moving_scene(captures, tmp_path, one_thread)
     assert (result.run_dir / "metrics_test.json").is_file()
 
 
+def test_the_synthetic_config_group_generates_a_moving_scene(tmp_path):
+    from nerflite.engine.setup import build_scene
+    from tests.app.helpers import compose_config
+
+    cfg = compose_config(["dataset.synthetic.format=nerfies", "dataset.synthetic.views=4",
+                          "dataset.synthetic.size=16", f"dataset.path={tmp_path / 'moving'}"])
+    scene = build_scene(cfg.dataset)
+    assert scene.format == "nerfies" and scene.is_dynamic and len(scene) == 4
+
+
 @pytest.fixture
 def one_thread():
     before = torch.get_num_threads()
