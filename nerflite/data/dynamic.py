@@ -17,11 +17,15 @@ Static scenes carry neither, so nothing changes for them, and models that ignore
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import torch
 from torch import Tensor
 
 from nerflite.rays import RayBundle
+
+if TYPE_CHECKING:
+    from nerflite.data.scene import Scene
 
 TIME = "time"  # RayBundle.extras key: float32 [n, 1] in [0, 1]
 APPEARANCE = "appearance_id"  # RayBundle.extras key: int64 [n, 1]
@@ -59,7 +63,7 @@ class ViewTimes:
     appearance_ids: Tensor | None  # [n_views] int64
 
     @staticmethod
-    def of(scene, device: torch.device | str | None = None) -> ViewTimes | None:
+    def of(scene: Scene, device: torch.device | str | None = None) -> ViewTimes | None:
         """The tables of ``scene`` on ``device`` (default: where they are); None for a static scene."""
         if scene.times is None and scene.appearance_ids is None:
             return None

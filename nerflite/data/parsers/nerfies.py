@@ -39,6 +39,7 @@ from __future__ import annotations
 import json
 import math
 import re
+from dataclasses import replace
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -239,7 +240,7 @@ def load_nerfies(cfg: DatasetConfig) -> Scene:
     lens = bool(np.any(dist))
     cams = make_cameras(fx, fy, cx, cy, widths, heights, poses, np.stack(dist) if lens else None)
     if any(abs(s) > 0 for s in skew):
-        cams.skew = torch.as_tensor(np.asarray(skew), dtype=torch.float32)
+        cams = replace(cams, skew=torch.as_tensor(np.asarray(skew), dtype=torch.float32))
     n = len(ids)
     bounds = np.tile([near, far], (n, 1))
     corners = frustum_corners(poses, *(np.asarray(a, np.float64) for a in (fx, fy, cx, cy, widths, heights)), bounds)

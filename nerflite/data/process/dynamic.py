@@ -27,6 +27,7 @@ capture ``nerflite.data.parsers.nerfies`` reads (so the folder holds one format 
 from __future__ import annotations
 
 import shutil
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -87,7 +88,7 @@ def to_nerfies(out: Path, time_ids: dict[str, int]) -> dict:
     cams = [model.cameras[im.camera_id] for im in images]
     cameras = make_cameras([i[0] for i in intr], [i[1] for i in intr], [i[2] for i in intr], [i[3] for i in intr],
                            [c.width for c in cams], [c.height for c in cams], c2w, np.stack([i[4] for i in intr]))
-    cameras.c2w = torch.as_tensor(c2w)  # float64: the files keep COLMAP's precision
+    cameras = replace(cameras, c2w=torch.as_tensor(c2w))  # float64: the files keep COLMAP's precision
 
     xyz = model.points.xyz
     center, scale = scene_frame(xyz)

@@ -93,9 +93,8 @@ def nerfies_cameras(views: int, size: int, gen: torch.Generator) -> Cameras:
     w, h = size, max(2, 2 * round(size * 0.375))
     c2w = rigs.orbit(views, 3.2, (15.0, 50.0), gen)
     cams = rigs.intrinsics(views, w, h, 1.1 * w, 1.122 * w, w / 2 + 0.7, h / 2 - 0.4, c2w)
-    cams.skew = torch.full((views,), 0.6, dtype=torch.float64)
-    cams.distortion = torch.tensor([-0.04, 0.01, 0.002, 0.0, 0.0015, -0.001], dtype=torch.float64).repeat(views, 1)
-    return cams
+    lens = torch.tensor([-0.04, 0.01, 0.002, 0.0, 0.0015, -0.001], dtype=torch.float64)  # k1 k2 k3 k4 p1 p2
+    return replace(cams, skew=torch.full((views,), 0.6, dtype=torch.float64), distortion=lens.repeat(views, 1))
 
 
 def write_nerfies(out: Path, views: int, size: int, gen: torch.Generator) -> None:
