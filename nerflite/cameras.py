@@ -41,12 +41,13 @@ coordinates ``(u, v) = (x / z, y / z)`` of a camera-space point:
       theta = atan2(sqrt(x^2 + y^2), z),  theta_d = theta (1 + k1 theta^2 + k2 theta^4 + k3 theta^6 + k4 theta^8)
       (u_d, v_d) = theta_d / sqrt(x^2 + y^2) * (x, y)
 
-and pixels are ``(fx u_d + cx, fy v_d + cy)``. ``project`` applies the model forward;
-``generate_rays`` inverts it per ray with a fixed number of vectorised Newton steps (2x2 for the
-radial-tangential model, scalar in theta for the fisheye one, which also covers fields of view
-beyond 180 degrees), so images are used exactly as captured: no resampling blur, no cropped
-borders, no extra decode work, and nothing synchronises with the host. Render paths for novel
-views are pinhole.
+and pixels are ``(fx u_d + skew v_d + cx, fy v_d + cy)``: ``Cameras.skew`` [n] (None: 0) is the
+intrinsic matrix's ``K[0, 1]`` (pixels), applied after the lens as in Nerfies' camera model.
+``project`` applies the model forward; ``generate_rays`` inverts it per ray with a fixed number
+of vectorised Newton steps (2x2 for the radial-tangential model, scalar in theta for the fisheye
+one, which also covers fields of view beyond 180 degrees), so images are used exactly as
+captured: no resampling blur, no cropped borders, no extra decode work, and nothing synchronises
+with the host. Render paths for novel views are pinhole.
 """
 
 from __future__ import annotations
@@ -76,6 +77,7 @@ class Cameras:
     c2w: Tensor  # [n, 3, 4] float
     distortion: Tensor | None = None  # [n, 6] (k1, k2, k3, k4, p1, p2), zeros = none
     fisheye: Tensor | None = None  # [n] bool: OpenCV fisheye (equidistant) model using k1..k4
+    skew: Tensor | None = None  # [n] float: K[0, 1] in pixels (x += skew * v_d), None = 0
 
     def __post_init__(self) -> None:
         n = self.c2w.shape[0]
@@ -88,6 +90,8 @@ class Cameras:
             raise ValueError(f"distortion must be [{n}, {N_DISTORTION}], got {tuple(self.distortion.shape)}")
         if self.fisheye is not None and (self.fisheye.shape != (n,) or self.fisheye.dtype != torch.bool):
             raise ValueError(f"fisheye must be [{n}] bool, got {tuple(self.fisheye.shape)} {self.fisheye.dtype}")
+        if self.skew is not None and self.skew.shape != (n,):
+            raise ValueError(f"skew must be [{n}], got {tuple(self.skew.shape)}")
 
     def __len__(self) -> int:
         return self.c2w.shape[0]
@@ -98,7 +102,7 @@ class Cameras:
         sel = lambda t: None if t is None else t[index]  # noqa: E731
         return Cameras(
             sel(self.fx), sel(self.fy), sel(self.cx), sel(self.cy),
-            sel(self.width), sel(self.height), sel(self.c2w), sel(self.distortion), sel(self.fisheye),
+            sel(self.width), sel(self.height), sel(self.c2w), sel(self.distortion), sel(self.fisheye), sel(self.skew),
         )
 
     @property
@@ -109,7 +113,7 @@ class Cameras:
         mv = lambda t: None if t is None else t.to(device)  # noqa: E731
         return Cameras(
             mv(self.fx), mv(self.fy), mv(self.cx), mv(self.cy),
-            mv(self.width), mv(self.height), mv(self.c2w), mv(self.distortion), mv(self.fisheye),
+            mv(self.width), mv(self.height), mv(self.c2w), mv(self.distortion), mv(self.fisheye), mv(self.skew),
         )
 
     def rescaled(self, width: Tensor | int, height: Tensor | int) -> Cameras:
@@ -121,13 +125,15 @@ class Cameras:
         sy = height.to(self.fy.dtype) / self.height.to(self.fy.dtype)
         return replace(
             self, fx=self.fx * sx, cx=self.cx * sx, fy=self.fy * sy, cy=self.cy * sy,
-            width=width, height=height,
+            width=width, height=height, skew=None if self.skew is None else self.skew * sx,
         )
 
     def intrinsics(self) -> Tensor:
         """K matrices [n, 3, 3]."""
         K = torch.zeros(len(self), 3, 3, dtype=self.fx.dtype, device=self.device)
         K[:, 0, 0], K[:, 1, 1] = self.fx, self.fy
+        if self.skew is not None:
+            K[:, 0, 1] = self.skew
         K[:, 0, 2], K[:, 1, 2] = self.cx, self.cy
         K[:, 2, 2] = 1.0
         return K
@@ -152,10 +158,12 @@ class Cameras:
     def cat(cams: list[Cameras]) -> Cameras:
         """One Cameras of all rows; views without a lens get zeros / False where others have one."""
         lens = [c.lens() for c in cams] if any(c.has_lens for c in cams) else None
+        skewed = any(c.skew is not None for c in cams)
         return Cameras(
             *(torch.cat([getattr(c, k) for c in cams]) for k in ("fx", "fy", "cx", "cy", "width", "height", "c2w")),
             distortion=torch.cat([d for d, _ in lens]) if lens else None,
             fisheye=torch.cat([f for _, f in lens]) if lens else None,
+            skew=torch.cat([torch.zeros_like(c.fx) if c.skew is None else c.skew for c in cams]) if skewed else None,
         )
 
 
@@ -177,8 +185,10 @@ def pixel_directions(cameras: Cameras, cam_idx: Tensor, y: Tensor, x: Tensor) ->
         x = x.to(dtype) + 0.5
     if not torch.is_floating_point(y):
         y = y.to(dtype) + 0.5
-    u = (x - cameras.cx[cam_idx]) / cameras.fx[cam_idx]  # [n]
     v = (y - cameras.cy[cam_idx]) / cameras.fy[cam_idx]  # [n]
+    if cameras.skew is not None:
+        x = x - cameras.skew[cam_idx].to(dtype) * v
+    u = (x - cameras.cx[cam_idx]) / cameras.fx[cam_idx]  # [n]
     if not cameras.has_lens:
         return torch.stack([u, v, torch.ones_like(u)], dim=-1)  # [n, 3]
     dist, fish = _lens_rows(cameras, cam_idx)
@@ -241,6 +251,8 @@ def project(cameras: Cameras, cam_idx: Tensor, points: Tensor) -> tuple[Tensor, 
     else:
         u, v = p_cam[:, 0] / z, p_cam[:, 1] / z
     x = cameras.fx[cam_idx] * u + cameras.cx[cam_idx]
+    if cameras.skew is not None:
+        x = x + cameras.skew[cam_idx].to(x.dtype) * v
     y = cameras.fy[cam_idx] * v + cameras.cy[cam_idx]
     return torch.stack([x, y], dim=-1), z
 

@@ -222,3 +222,29 @@ def test_rescaled_lens_camera_keeps_rays():
     a = generate_rays(cams, idx, y, x)
     b = generate_rays(half, idx, y / 2, x / 2)
     torch.testing.assert_close(a.directions, b.directions)
+
+
+def test_skew_projects_by_hand_and_rays_invert_it():
+    """``skew`` is K[0, 1], applied after the lens: x = fx u_d + skew v_d + cx (Nerfies' camera)."""
+    cams = _lens_cameras()
+    skewed = replace(cams, skew=torch.tensor([3.5, -2.0, 0.0], dtype=torch.float64))
+    g = torch.Generator().manual_seed(5)
+    idx = torch.tensor([0, 1, 0, 1, 2, 2])
+    p_cam = torch.cat([torch.rand(6, 2, generator=g, dtype=torch.float64) - 0.5, torch.ones(6, 1, dtype=torch.float64)],
+                      -1) * 3.0  # [6, 3] in front of the cameras
+    R, t = skewed.c2w[idx, :, :3], skewed.c2w[idx, :, 3]
+    pts = torch.einsum("nij,nj->ni", R, p_cam) + t
+    xy_plain, _ = project(cams, idx, pts)
+    xy, _ = project(skewed, idx, pts)
+    v_d = (xy_plain[:, 1] - cams.cy[idx]) / cams.fy[idx]  # the distorted normalised y
+    torch.testing.assert_close(xy[:, 0], xy_plain[:, 0] + skewed.skew[idx] * v_d)
+    torch.testing.assert_close(xy[:, 1], xy_plain[:, 1])
+    rays = generate_rays(skewed, idx, xy[:, 1], xy[:, 0])
+    torch.testing.assert_close(rays.directions, (pts - t) / (pts - t).norm(dim=-1, keepdim=True))
+    # K carries it; indexing, rescaling and concatenation keep it (zeros where a camera has none)
+    assert float(skewed.intrinsics()[0, 0, 1]) == 3.5
+    assert torch.equal(skewed.rescaled(320, 240).skew, skewed.skew / 2)
+    both = Cameras.cat([skewed[0], cams[1]])
+    assert both.skew.tolist() == [3.5, 0.0] and Cameras.cat([cams, cams]).skew is None
+    half = skewed.rescaled(320, 240)
+    torch.testing.assert_close(generate_rays(half, idx, xy[:, 1] / 2, xy[:, 0] / 2).directions, rays.directions)

@@ -2,6 +2,7 @@
 
     dm = DataManager(scene, DataManagerConfig(...), device, rank=0, world_size=1, custom_ray_processor=None)
     rays, batch = dm.next_train(step)   # batch: rgb [n,3] float, mask [n,1] (if masks), indices [n,3]
+    # a dynamic scene's rays carry extras["time"] [n,1] (and "appearance_id"): nerflite.data.dynamic
     rays, batch = dm.next_eval(step)              # from the eval split, never from the train stream
     idx, rays, batch = dm.next_eval_image(step)   # whole image: rays [H*W], rgb [H*W,3], image_hw (H, W)
     for idx, rays, batch in dm.iter_eval_images(): ...
@@ -25,6 +26,7 @@ import torch
 from torch import Tensor
 
 from nerflite.data.cache import ImageCache, Pool
+from nerflite.data.dynamic import ViewTimes
 from nerflite.data.samplers import PixelSampler, all_pixels, sample_uniform
 from nerflite.data.scene import Scene
 from nerflite.data.stream import BatchBuilder, BatchStream, RayProcessor, gather_batch, generator
@@ -128,6 +130,7 @@ class DataManager:
             self.cache.full.inside()  # the mask's pixel list, computed once and shared by the workers
             self.cache.full.share_memory_()
         self.eval_cameras = scene.cameras.to(self.cache.device)
+        self.eval_times = ViewTimes.of(scene, self.cache.device)  # None for a static scene
         self._pin = self.device.type == "cuda"
         self._stream: BatchStream | None = None
         self._next_step = 0
@@ -186,14 +189,15 @@ class DataManager:
         view = self.eval_views[int(torch.randint(0, len(self.eval_views), (1,), generator=gen))]
         pool = self._eval_pool(view)
         img, y, x = sample_uniform(self.config.rays_per_batch, pool.heights, pool.widths, gen)
-        return self._to_device(*gather_batch(self.scene, pool, img, y, x, self.eval_cameras))
+        return self._to_device(*gather_batch(self.scene, pool, img, y, x, self.eval_cameras, times=self.eval_times))
 
     def eval_image(self, view: int) -> tuple[RayBundle, dict]:
         """Rays and ground truth for every pixel of ``view`` (row-major), with ``batch["image_hw"]``."""
         pool = self._eval_pool(view)
         h, w = int(pool.heights[0]), int(pool.widths[0])
         y, x = all_pixels(h, w)
-        rays, batch = gather_batch(self.scene, pool, torch.zeros_like(y), y, x, self.eval_cameras)
+        rays, batch = gather_batch(self.scene, pool, torch.zeros_like(y), y, x, self.eval_cameras,
+                                   times=self.eval_times)
         rays, batch = self._to_device(rays, batch)
         batch["image_hw"] = (h, w)
         return rays, batch

@@ -119,10 +119,31 @@ def check(scene: Scene, images: list[Decoded], masks: list[Decoded] | None) -> l
         i = int(off_centre.argmax())
         warn.append(f"view {i}: principal point ({cx[i]:.1f}, {cy[i]:.1f}) is far from the centre of its "
                     f"{w[i]:.0f}x{h[i]:.0f} image: the intrinsics may belong to another resolution")
-    warn += check_poses(scene)
+    warn += check_poses(scene) + check_times(scene)
     if len(scene.split("train")) < 3:
         warn.append(f"only {len(scene.split('train'))} training views")
     return warn
+
+
+def time_record(scene: Scene) -> dict | None:
+    """A dynamic scene's moments: their range, how many are distinct, and its appearance ids."""
+    if scene.times is None:
+        return None
+    t, a = scene.times, scene.appearance_ids
+    return {"min": round(float(t.min()), 6), "max": round(float(t.max()), 6), "distinct": len(set(t.tolist())),
+            "appearance_ids": None if a is None else len(set(a.tolist()))}
+
+
+def check_times(scene: Scene) -> list[str]:
+    """Moments of eval views outside the training views' (the model would extrapolate in time)."""
+    if scene.times is None:
+        return []
+    t = scene.times
+    lo, hi = float(t[scene.split("train")].min()), float(t[scene.split("train")].max())
+    out = sorted({v for s in ("val", "test") for v in scene.split(s) if not lo <= float(t[v]) <= hi})
+    if not out:
+        return []
+    return [f"{len(out)} eval views (views {_few(out)}) lie outside the training moments {lo:.3g} to {hi:.3g}"]
 
 
 def check_poses(scene: Scene) -> list[str]:
@@ -181,6 +202,7 @@ def summarize(scene: Scene, images: list[Decoded], masks: list[Decoded] | None, 
         "file_height": images[0].height,
         "channels": images[0].channels,
         "distortion": scene.cameras.has_lens,
+        "time": time_record(scene),  # dynamic scenes: {min, max, distinct, appearance_ids}; None when static
         **({"colmap": scene.metadata["colmap"]} if "colmap" in scene.metadata else {}),
         "warnings": warnings,
         "skipped": list(scene.metadata.get("skipped", [])),  # frames listed without an image (skip_missing)
@@ -222,6 +244,11 @@ def human(scene: Scene, rec: dict, images: list[Decoded], masks: list[Decoded] |
     ]
     if scene.downscale != 1:
         lines.append(f"downscale   {scene.downscale:g}: used at {rec['width']}x{rec['height']}")
+    if rec["time"] is not None:
+        t = rec["time"]
+        app = "" if t["appearance_ids"] is None else f"; {t['appearance_ids']} appearance ids"
+        lines.append(f"time        moments {t['min']:.3g} to {t['max']:.3g}, {t['distinct']} distinct over "
+                     f"{len(scene)} views (a moving scene){app}")
     if masks is not None:
         cover = np.mean([m.coverage for m in masks])
         lines.append(f"masks       {len(masks)} decoded; mean coverage {100 * cover:.1f}%")

@@ -27,7 +27,7 @@ class DatasetError(Exception):
 
 @dataclass
 class Scene:
-    format: str  # "blender" | "llff" | "neus" | "colmap"
+    format: str  # "blender" | "llff" | "neus" | "colmap" | "transforms" | "dnerf" | "nerfies"
     root: Path  # the dataset folder
     image_paths: list[Path]  # one per view, index i <-> cameras[i]
     cameras: Cameras  # intrinsics in pixels of the images as they are used (after downscale)
@@ -42,15 +42,32 @@ class Scene:
     render_c2w: Tensor | None = None  # [m, 3, 4] default render path (OpenCV convention)
     downscale: float = 1.0  # factor from the files' size to the size in `cameras` (images are resized on decode)
     metadata: dict = field(default_factory=dict)  # format specifics (e.g. LLFF scale factor, DTU scale_mat)
+    times: Tensor | None = None  # [n_views] float32 in [0, 1]: each view's moment (None: a static scene)
+    appearance_ids: Tensor | None = None  # [n_views] int64: each view's appearance index (None: the format has none)
 
     def __post_init__(self) -> None:
         if len(self.image_paths) != len(self.cameras):
             raise ValueError(f"{len(self.image_paths)} images but {len(self.cameras)} cameras")
         if self.mask_paths is not None and len(self.mask_paths) != len(self.image_paths):
             raise ValueError(f"{len(self.mask_paths)} masks but {len(self.image_paths)} images")
+        n = len(self.image_paths)
+        if self.times is not None:
+            t = self.times
+            if t.shape != (n,) or t.dtype != torch.float32 or not bool(((t >= 0) & (t <= 1)).all()):
+                raise ValueError(f"times must be float32 [{n}] in [0, 1], got {t.dtype} {tuple(t.shape)}")
+        if self.appearance_ids is not None and (self.appearance_ids.shape != (n,)
+                                                or self.appearance_ids.dtype != torch.int64):
+            raise ValueError(f"appearance_ids must be int64 [{n}], got {self.appearance_ids.dtype} "
+                             f"{tuple(self.appearance_ids.shape)}")
 
     def __len__(self) -> int:
         return len(self.image_paths)
+
+    @property
+    def is_dynamic(self) -> bool:
+        """Whether the views are moments of a moving scene (rays then carry ``extras["time"]``,
+        see ``nerflite.data.dynamic``)."""
+        return self.times is not None
 
     @property
     def has_masks(self) -> bool:

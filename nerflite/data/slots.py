@@ -2,11 +2,14 @@
 
 A slot holds one float32 block and one int64 block, a contiguous run per field, so every field
 unpacks to a contiguous view. The ring is allocated before the workers start; a worker writes
-batch k into a slot and sends only ``(k, slot)``. Only tensors outside the fixed layout (extras of
-a ``custom_ray_processor``) are pickled.
+batch k into a slot and sends only ``(k, slot)``. Ray extras known when the ring is made (a dynamic
+scene's ``time`` and ``appearance_id``, ``nerflite.data.dynamic``) are fields of the layout too;
+only tensors outside it (extras of a ``custom_ray_processor``) are pickled.
 """
 
 from __future__ import annotations
+
+from collections.abc import Sequence
 
 import torch
 from torch import Tensor
@@ -20,12 +23,15 @@ class SlotRing:
     """Shared-memory slots, each holding one packed batch: float32 and int64 blocks, one per field,
     so every field unpacks to a contiguous view."""
 
-    def __init__(self, slots: int, n: int, has_mask: bool):
+    def __init__(self, slots: int, n: int, has_mask: bool, ray_extras: Sequence[tuple[str, torch.dtype, int]] = ()):
+        """``ray_extras``: (key, dtype, width) of the ``rays.extras`` every batch carries."""
         self.slots, self.n = slots, n
         batch_fields = (("rgb", 3),) + ((("mask", 1),) if has_mask else ())
         self.float_fields = [("rays", k, w) for k, w in _FLOAT_FIELDS]
         self.float_fields += [("batch", k, w) for k, w in batch_fields]
         self.int_fields = [("rays", "camera_indices", 1), ("batch", "indices", 3)]
+        self.float_fields += [("extras", k, w) for k, dtype, w in ray_extras if dtype.is_floating_point]
+        self.int_fields += [("extras", k, w) for k, dtype, w in ray_extras if not dtype.is_floating_point]
         nf = sum(w for _, _, w in self.float_fields) * n
         ni = sum(w for _, _, w in self.int_fields) * n
         self.floats = torch.empty(slots, nf, dtype=torch.float32).share_memory_()
@@ -40,13 +46,14 @@ class SlotRing:
 
     def write(self, slot: int, rays: RayBundle, batch: dict[str, Tensor]) -> dict | None:
         """Pack a batch into ``slot``; returns what does not fit the layout (extras), or None."""
-        src = {"rays": rays.__dict__, "batch": batch}
+        src = {"rays": rays.__dict__, "batch": batch, "extras": rays.extras}
         for fields, flat in ((self.float_fields, self.floats[slot]), (self.int_fields, self.ints[slot])):
             for group, key, view in self._views(flat, fields):
                 view.copy_(src[group][key])
-        known = {k for _, k, _ in self.float_fields + self.int_fields}
-        extra_batch = {k: v for k, v in batch.items() if k not in known}
-        return {"rays": rays.extras, "batch": extra_batch} if rays.extras or extra_batch else None
+        known = {(g, k) for g, k, _ in self.float_fields + self.int_fields}
+        extra_batch = {k: v for k, v in batch.items() if ("batch", k) not in known}
+        extra_rays = {k: v for k, v in rays.extras.items() if ("extras", k) not in known}
+        return {"rays": extra_rays, "batch": extra_batch} if extra_rays or extra_batch else None
 
     def read(self, slot: int, extras: dict | None, pin: bool = False) -> tuple[Tensor, Tensor, dict | None]:
         """Copy a slot out (into pinned memory when ``pin``): ``floats, ints, extras``."""
@@ -60,10 +67,11 @@ class SlotRing:
         return out[0], out[1], extras
 
     def unpack(self, floats: Tensor, ints: Tensor, extras: dict | None) -> tuple[RayBundle, dict]:
-        parts = {"rays": {}, "batch": {}}
+        parts = {"rays": {}, "batch": {}, "extras": {}}
         for group, key, view in self._views(floats, self.float_fields) + self._views(ints, self.int_fields):
             parts[group][key] = view
         if extras is not None:
             parts["batch"].update(extras["batch"])
-        rays = RayBundle(**parts["rays"], extras=dict(extras["rays"]) if extras else {})
+            parts["extras"].update(extras["rays"])
+        rays = RayBundle(**parts["rays"], extras=parts["extras"])
         return rays, parts["batch"]

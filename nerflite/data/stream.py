@@ -40,6 +40,7 @@ from torch.utils.data import DataLoader, IterableDataset, get_worker_info
 from nerflite.cameras import generate_rays, ndc_rays
 from nerflite.data.cache import ImageCache, Pool
 from nerflite.data.chunks import SharedChunks
+from nerflite.data.dynamic import ViewTimes
 from nerflite.data.samplers import PixelSampler
 from nerflite.data.scene import DatasetError, Scene
 from nerflite.data.slots import SlotRing
@@ -83,12 +84,14 @@ def gather_batch(
     x: Tensor,
     cameras=None,
     processor: RayProcessor | None = None,
+    times: ViewTimes | None = None,
 ) -> tuple[RayBundle, dict[str, Tensor]]:
     """Rays and ground truth for pixels ``(y, x)`` of pool images ``img`` (each int64 [n], CPU).
 
     Only the gathered pixels become float: ``rgb`` [n, 3] in [0, 1], composited onto
     ``scene.background`` when the images have alpha; ``mask`` [n, 1] float when the scene has
-    masks; ``indices`` [n, 3] (view, y, x). Rays are float32, on the pool's device.
+    masks; ``indices`` [n, 3] (view, y, x). Rays are float32, on the pool's device, and carry their
+    views' ``extras["time"]`` in a dynamic scene (``times``: ``ViewTimes`` on that device).
     """
     cameras = scene.cameras if cameras is None else cameras
     flat = pool.offsets.index_select(0, img) + y * pool.widths.index_select(0, img) + x  # [n]
@@ -111,6 +114,9 @@ def gather_batch(
                         int(cameras.height[0]))
     if rays.origins.dtype != torch.float32:
         rays = rays._map(lambda t: t.float() if t.is_floating_point() else t)
+    times = ViewTimes.of(scene, device) if times is None else times
+    if times is not None:
+        rays = times.attach(rays, view)
     if processor is not None:
         rays, batch = processor(rays, batch)
     return rays, batch
@@ -136,6 +142,7 @@ class BatchBuilder:
         self.seed, self.rank = seed, rank
         self.images_per_chunk, self.chunk_reuse = images_per_chunk, max(1, chunk_reuse)
         self.cameras = scene.cameras.to(cache.device)
+        self.times = ViewTimes.of(scene, cache.device)  # None for a static scene
         self._pool_key: tuple | None = None
         self._pool: Pool | None = None
         self.shared: SharedChunks | None = None  # set in data workers of the disk and compressed caches
@@ -168,7 +175,7 @@ class BatchBuilder:
         gen = generator(self.seed, self.rank, "batch", k)
         inside = pool.inside() if self.sampler.uses_masks else None
         img, y, x = self.sampler(self.n, k, pool.heights, pool.widths, gen, inside)
-        return gather_batch(self.scene, pool, img, y, x, self.cameras, self.processor)
+        return gather_batch(self.scene, pool, img, y, x, self.cameras, self.processor, self.times)
 
 
 class _WorkerStream(IterableDataset):
@@ -268,7 +275,8 @@ class BatchStream:
         if workers > 0:
             prefetch = max(1, prefetch)
             has_mask = builder.scene.has_masks
-            self.ring = SlotRing(prefetch * workers + 2, builder.n, has_mask)
+            ray_extras = builder.times.layout() if builder.times is not None else []
+            self.ring = SlotRing(prefetch * workers + 2, builder.n, has_mask, ray_extras)
             shared = None
             if builder.shares_chunks(workers):
                 first_chunk = start // builder.chunk_reuse

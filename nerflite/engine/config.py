@@ -33,7 +33,7 @@ from nerflite.viewer.config import ViewerConfig
 class SyntheticSpec:
     """A scene nerflite generates itself (``nerflite.data.synthetic``) at ``dataset.path`` on first use."""
 
-    format: str = "blender"  # blender | llff | neus: the file format to write
+    format: str = "blender"  # blender | llff | neus | dnerf | nerfies: the file format to write (the last two move)
     views: int = 40  # number of rendered views
     size: int = 64  # image width and height in pixels
     seed: int = 0  # seed of the camera placement

@@ -1,7 +1,7 @@
 """Dataset parsers: files in, a ``Scene`` out, nothing decoded.
 
-``load_scene(DatasetConfig(path=...))`` detects the format (Blender, LLFF, NeuS/DTU, COLMAP or
-transforms.json: the one
+``load_scene(DatasetConfig(path=...))`` detects the format (Blender, D-NeRF, LLFF, NeuS/DTU,
+COLMAP, transforms.json or Nerfies/HyperNeRF: the one
 whose camera file and image folder are both present, ``PROBES``), reads its camera files and
 image headers and returns a ``Scene`` in nerflite's one camera convention
 (``nerflite.cameras``). Every problem with the files raises ``DatasetError`` naming the file.
@@ -23,9 +23,9 @@ from nerflite.data.scene import DatasetError, Scene
 
 @dataclass
 class DatasetConfig:
-    format: str = "auto"  # auto | blender | llff | neus | colmap | transforms (auto: detected from the files in `path`)
+    format: str = "auto"  # auto | blender | dnerf | llff | neus | colmap | transforms | nerfies (auto: from the files)
     path: str = ""  # dataset folder
-    downscale: float = 1.0  # Blender/NeuS: resize factor; LLFF: images_{factor}/ if present, else resize
+    downscale: float = 1.0  # Blender/NeuS: resize factor; LLFF: images_{factor}/ (Nerfies: rgb/{factor}x/) if present, else resize
     background: list[float] | None = None  # RGB in [0, 1] under RGBA images; None: Blender white, else black
     holdout: int = 8  # formats without a split: every Nth view is val/test (0: none, evaluate on train views)
     llffhold: int = 8  # LLFF: every Nth image is a test (and val) view; 0: evaluate on train views
@@ -52,15 +52,19 @@ class Found(NamedTuple):
         return self.cameras and self.images
 
 
-def _probe_json(root: Path, name: str) -> Found:
-    """``name`` (a transforms file) is there, and so is one of its first frames' images."""
+def _probe_json(root: Path, name: str, timed: bool | None = None) -> Found:
+    """``name`` (a transforms file) is there, and so is one of its first frames' images. ``timed``:
+    count the file only when its frames carry a ``time`` (True: D-NeRF) or carry none (False)."""
     path = root / name
     if not path.is_file():
         return Found(False, False)
     from nerflite.data.parsers.blender import resolve_image
 
     try:
-        frames = json.loads(path.read_text())["frames"][:8]
+        frames = json.loads(path.read_text())["frames"]
+        if timed is not None and any(isinstance(f, dict) and "time" in f for f in frames) != timed:
+            return Found(False, False)
+        frames = frames[:8]
     except (OSError, ValueError, KeyError, TypeError):
         return Found(True, False)
     for frame in frames:
@@ -82,6 +86,12 @@ def _probe_neus(root: Path) -> Found:
     return Found(cameras, any((root / n).is_dir() for n in ("image", "images", "rgb")))
 
 
+def _probe_nerfies(root: Path) -> Found:
+    from nerflite.data.parsers.nerfies import scale_folders
+
+    return Found((root / "dataset.json").is_file() and (root / "camera").is_dir(), bool(scale_folders(root)))
+
+
 def _probe_colmap(root: Path) -> Found:
     from nerflite.data.parsers.colmap import probe
 
@@ -91,19 +101,23 @@ def _probe_colmap(root: Path) -> Found:
 # format -> probe(root): are its camera file and its image folder in the folder? In order of
 # preference when only camera files are found (the parser then names what is missing).
 PROBES: dict[str, Callable[[Path], Found]] = {
-    "blender": lambda root: _probe_json(root, "transforms_train.json"),  # + the frames' images
+    "blender": lambda root: _probe_json(root, "transforms_train.json", timed=False),  # + the frames' images
+    "dnerf": lambda root: _probe_json(root, "transforms_train.json", timed=True),  # Blender's, frames with 'time'
     "llff": _probe_llff,  # poses_bounds.npy + images/ or images_N/
     "neus": _probe_neus,  # cameras_sphere.npz or cameras.npz + image/
     "colmap": _probe_colmap,  # sparse/0/ (or sparse/) with a model + images/ (not beside poses_bounds.npy)
     "transforms": lambda root: _probe_json(root, "transforms.json"),  # instant-ngp / nerfstudio + images
+    "nerfies": _probe_nerfies,  # dataset.json + camera/ + rgb/<F>x/
 }
 # format -> its parser, "module:function(DatasetConfig) -> Scene" (imported when used)
 LOADERS = {
     "blender": "nerflite.data.parsers.blender:load_blender",
+    "dnerf": "nerflite.data.parsers.blender:load_dnerf",
     "llff": "nerflite.data.parsers.llff:load_llff",
     "neus": "nerflite.data.parsers.neus:load_neus",
     "colmap": "nerflite.data.parsers.colmap:load_colmap",
     "transforms": "nerflite.data.parsers.transforms:load_transforms",
+    "nerfies": "nerflite.data.parsers.nerfies:load_nerfies",
 }
 FORMATS = tuple(PROBES)
 
@@ -136,8 +150,9 @@ def detect_format(path: str | Path, cameras_file: str = "cameras_sphere.npz") ->
         return partial[0]
     raise DatasetError(
         root,
-        "cannot tell the dataset format: expected transforms_train.json (blender), transforms.json "
-        "(transforms), poses_bounds.npy (llff), cameras_sphere.npz (neus) or images/ + sparse/0/ (colmap)",
+        "cannot tell the dataset format: expected transforms_train.json (blender; dnerf with a time per "
+        "frame), transforms.json (transforms), poses_bounds.npy (llff), cameras_sphere.npz (neus), "
+        "images/ + sparse/0/ (colmap) or dataset.json + camera/ + rgb/ (nerfies)",
     )
 
 

@@ -17,6 +17,10 @@ camera distance, near = nearest distance - radius, far = farthest distance + rad
 gives 2 / 6 on the classic scenes too). A single-file capture is centred (sphere centre, render
 orbit) on the point its cameras look at, when nearly all of them face one point; the coordinates
 themselves are never moved.
+
+D-NeRF (``dataset.format=dnerf``, ``load_dnerf``): the same files with a ``time`` in [0, 1] on every
+frame (each frame another moment of the motion): ``Scene.times``, in the order of the views.
+``dataset.format=blender`` on such a folder reads it as a static scene (the times are ignored).
 """
 
 from __future__ import annotations
@@ -36,6 +40,7 @@ from nerflite.data.parsers.common import (
     IMAGE_EXTENSIONS,
     clean_rotations,
     focus_point,
+    frame_time,
     holdout_splits,
     make_cameras,
     scaled_size,
@@ -140,7 +145,12 @@ def capture_center(c2w: np.ndarray) -> np.ndarray:
     return focus if len(c2w) >= 3 and in_front.mean() >= 0.9 else np.zeros(3)
 
 
-def load_blender(cfg: DatasetConfig) -> Scene:
+def load_dnerf(cfg: DatasetConfig) -> Scene:
+    """A D-NeRF scene: Blender files whose every frame has a ``time`` in [0, 1]."""
+    return load_blender(cfg, dynamic=True)
+
+
+def load_blender(cfg: DatasetConfig, dynamic: bool = False) -> Scene:
     root = Path(cfg.path)
     split_files = {s: root / f"transforms_{s}.json" for s in SPLITS}
     if split_files["train"].is_file():
@@ -150,7 +160,7 @@ def load_blender(cfg: DatasetConfig) -> Scene:
     else:
         raise DatasetError(root / "transforms_train.json", "missing (and no transforms.json)")
 
-    paths, fx, fy, cx, cy, widths, heights, poses = [], [], [], [], [], [], [], []
+    paths, fx, fy, cx, cy, widths, heights, poses, times = [], [], [], [], [], [], [], [], []
     mask_paths: list[Path | None] = []
     notes: list[str] = []
     split_idx: dict[str, list[int]] = {}
@@ -163,6 +173,11 @@ def load_blender(cfg: DatasetConfig) -> Scene:
             if not isinstance(frame, dict) or "file_path" not in frame:
                 raise DatasetError(json_path, f"frame {i} has no file_path")
             pose = frame_pose(frame, json_path, i)
+            if dynamic:
+                times.append(frame_time(frame, json_path, i))
+            elif "time" in frame and not any("'time'" in n for n in notes):
+                notes.append(f"{json_path.name}: frames carry 'time': read as a static scene "
+                             "(dataset.format=dnerf reads the moments)")
             image = resolve_image(root, frame["file_path"], json_path)
             w, h = image_size(image)
             intr = frame_intrinsics(meta, frame, w, h, json_path, i)
@@ -209,7 +224,7 @@ def load_blender(cfg: DatasetConfig) -> Scene:
         )
     background = (1.0, 1.0, 1.0) if cfg.background is None else tuple(float(c) for c in cfg.background)
     return Scene(
-        format="blender",
+        format="dnerf" if dynamic else "blender",
         root=root,
         image_paths=paths,
         cameras=make_cameras(fx, fy, cx, cy, widths, heights, c2w),
@@ -228,4 +243,5 @@ def load_blender(cfg: DatasetConfig) -> Scene:
             "split_files": {s: p.name for s, p in present.items()},
             "warnings": notes,
         },
+        times=torch.tensor(times, dtype=torch.float32) if dynamic else None,
     )

@@ -6,6 +6,7 @@ tensors are made once, in ``make_cameras``.
 
 from __future__ import annotations
 
+import math
 import re
 from pathlib import Path
 
@@ -49,6 +50,23 @@ def holdout_splits(n: int, every: int) -> dict[str, list[int]]:
     held = [i for i in range(n) if i % every == 0]
     train = [i for i in range(n) if i % every != 0]
     return {"train": train, "val": held, "test": list(held)}
+
+
+def frame_time(frame: dict, source: Path, i: int) -> float:
+    """The moment of frame ``i`` of ``source`` (a transforms file): its ``time``, a number in [0, 1]."""
+    where = f"frame {i}" + (f" ({frame['file_path']})" if "file_path" in frame else "")
+    if "time" not in frame:
+        raise DatasetError(source, f"{where} has no 'time' (every frame of a dynamic scene needs one in [0, 1])")
+    value = frame["time"]
+    try:
+        t = float(value) if not isinstance(value, (bool, str)) else float("nan")
+    except (TypeError, ValueError):
+        t = float("nan")
+    if not math.isfinite(t):
+        raise DatasetError(source, f"{where}: time {value!r} is not a finite number")
+    if not -1e-6 <= t <= 1.0 + 1e-6:
+        raise DatasetError(source, f"{where}: time {t} is outside [0, 1]")
+    return min(max(t, 0.0), 1.0)
 
 
 def scaled_size(width: int, height: int, downscale: float) -> tuple[int, int]:

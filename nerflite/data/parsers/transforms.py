@@ -21,6 +21,7 @@ nerfstudio's ``ns-process-data`` write it:
   (test falls back to val), else every ``dataset.holdout``-th view is held out.
 * Frames whose image is missing: an error naming how many and the first few, or, with
   ``dataset.skip_missing=true``, dropped (``metadata["skipped"]`` lists them, with a warning).
+* ``time`` in [0, 1] on the frames (all of them, or none): a moving scene, ``Scene.times``.
 
 Scene frame: the capture is moved so that its object sphere is the unit sphere at the origin
 (``metadata["world_from_scene"]`` maps back to the file's frame). instant-ngp files (with
@@ -49,7 +50,7 @@ from nerflite.cameras import opengl_to_opencv
 from nerflite.data.images import image_size
 from nerflite.data.parsers.blender import frame_intrinsics, frame_pose, read_transforms, resolve_image
 from nerflite.data.parsers.colmap import apply_similarity, normalisation
-from nerflite.data.parsers.common import clean_rotations, holdout_splits, make_cameras, scaled_size
+from nerflite.data.parsers.common import clean_rotations, frame_time, holdout_splits, make_cameras, scaled_size
 from nerflite.data.scene import DatasetError, Scene
 
 if TYPE_CHECKING:
@@ -170,6 +171,8 @@ def load_transforms(cfg: DatasetConfig) -> Scene:
         notes.append(f"skipped {len(missing)} of {len(meta['frames'])} frames whose image is missing ({first})")
 
     fx, fy, cx, cy, widths, heights, poses, dist, fisheye, masks = ([] for _ in range(10))
+    timed = any("time" in frame for _, frame in frames)
+    times = [frame_time(frame, json_path, i) for i, frame in frames] if timed else None
     for (i, frame), image in zip(frames, images):
         poses.append(frame_pose(frame, json_path, i))
         w, h = image_size(image)
@@ -220,4 +223,5 @@ def load_transforms(cfg: DatasetConfig) -> Scene:
             "skipped": missing,
             "warnings": notes,
         },
+        times=None if times is None else torch.tensor(times, dtype=torch.float32),
     )

@@ -4,7 +4,9 @@
 frames (``frames.py``: evenly spread, sharpest kept), recovers the cameras with COLMAP's structure
 from motion (``sfm.py``: SIFT, exhaustive or sequential matching, incremental mapping, optional
 undistortion) and writes COLMAP's layout (``layout.py``): ``DIR/images``, ``DIR/images_2|4|8``,
-``DIR/sparse/0``. Every problem a user can cause is one DatasetError naming the file or folder.
+``DIR/sparse/0``. With ``dynamic`` (a moving scene) each frame keeps its time and the folder becomes
+a Nerfies / HyperNeRF capture (``dynamic.py``). Every problem a user can cause is one DatasetError
+naming the file or folder.
 """
 
 from __future__ import annotations
@@ -15,7 +17,7 @@ from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
-from nerflite.data.process import frames, layout
+from nerflite.data.process import dynamic, frames, layout
 from nerflite.data.process.sfm import CAMERA_MODELS, MATCHERS, SfMOptions, run_sfm, undistort
 from nerflite.data.scene import DatasetError
 
@@ -36,6 +38,7 @@ class ProcessConfig:
     overwrite: bool = False  # empty a non-empty output folder instead of refusing
     threads: int = -1  # CPU threads for COLMAP (-1: all)
     seed: int = 0  # COLMAP's random seed
+    dynamic: bool = False  # a moving scene: keep each frame's time, write a Nerfies capture (needs a static background)
 
 
 def _read_input(cfg: ProcessConfig, say: Callable[[str], None]):
@@ -68,6 +71,9 @@ def process(cfg: ProcessConfig, say: Callable[[str], None] = print) -> dict:
         raise ValueError(f"camera_model must be one of {', '.join(CAMERA_MODELS)}, got {cfg.camera_model!r}")
     if cfg.matcher not in MATCHERS:
         raise ValueError(f"matcher must be one of {', '.join(MATCHERS)}, got {cfg.matcher!r}")
+    if cfg.dynamic and cfg.camera_model in dynamic.FISHEYE_MODELS and not cfg.undistort:
+        raise ValueError(f"--dynamic writes a Nerfies capture, which has no {cfg.camera_model} lens: "
+                         "add --undistort or choose another --camera-model")
     out = Path(cfg.out)
     if out.resolve() == Path(cfg.input).resolve() or Path(cfg.input).resolve().is_relative_to(out.resolve()):
         raise DatasetError(out, "output folder must not be the input or contain it")
@@ -77,6 +83,9 @@ def process(cfg: ProcessConfig, say: Callable[[str], None] = print) -> dict:
     layout.prepare_output(out, cfg.overwrite)
     images = out / "images"
     names = layout.write_frames(picked, images) if kind == "video" else layout.copy_photos(picked, images)
+    if cfg.dynamic:
+        photos = frames.folder_images(Path(cfg.input)) if kind == "photos" else None
+        time_ids = dynamic.frame_time_ids(kind, picked, names, photos)
     seconds["frames"] = time.perf_counter() - start
 
     opts = SfMOptions(camera_model=cfg.camera_model, single_camera=cfg.single_camera or kind == "video",
@@ -103,6 +112,9 @@ def process(cfg: ProcessConfig, say: Callable[[str], None] = print) -> dict:
     layout.write_downscaled(out)
     seconds["downscale"] = time.perf_counter() - start
 
+    if cfg.dynamic:
+        say("[dynamic] each frame's time kept: writing a Nerfies capture (dataset.json, camera/, rgb/)")
+        nerfies = dynamic.to_nerfies(out, time_ids)
     registered = {rec.images[i].name for i in rec.reg_image_ids()}
     missing = [n for n in names if n not in registered]
     cams = [rec.cameras[c] for c in sorted(rec.cameras)]
@@ -119,6 +131,7 @@ def process(cfg: ProcessConfig, say: Callable[[str], None] = print) -> dict:
         "models_found": result.n_models,
         "seconds": {k: round(v, 2) for k, v in seconds.items()},
         "config": asdict(cfg),
+        "nerfies": nerfies if cfg.dynamic else None,  # --dynamic: the capture's frames, time ids and scene frame
     }
     (out / "process.json").write_text(json.dumps(summary, indent=2))
     return summary
@@ -135,9 +148,11 @@ def describe(summary: dict) -> str:
         f"points      {s['points3D']} 3D points, mean reprojection error {s['mean_reprojection_error_px']:.3f} px",
         f"cameras     {s['cameras']} ({s['camera_model']})",
         "time        " + ", ".join(f"{k} {v:.1f} s" for k, v in s["seconds"].items()),
-        f"dataset     {s['out']} (COLMAP layout: images/, images_2|4|8/, sparse/0/)",
+        f"dataset     {s['out']} (COLMAP layout: images/, images_2|4|8/, sparse/0/)" if not s.get("nerfies") else
+        f"dataset     {s['out']} (Nerfies capture: dataset.json, camera/, rgb/1x|2x|4x|8x/; frames "
+        f"{s['nerfies']['first_time_id']} to {s['nerfies']['last_time_id']} -> time 0 to 1)",
         f"next        python -m nerflite.data.inspect {s['out']}",
-        f"            python train.py dataset.path={s['out']}",
+        f"            python train.py {'dataset=nerfies ' if s.get('nerfies') else ''}dataset.path={s['out']}",
     ]
     if s["models_found"] > 1:
         lines.insert(1, f"WARNING     COLMAP found {s['models_found']} separate models; the largest is kept")

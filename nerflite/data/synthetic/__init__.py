@@ -1,4 +1,5 @@
-"""Synthetic datasets with exactly known geometry, in the Blender, LLFF and NeuS/DTU formats.
+"""Synthetic datasets with exactly known geometry, in the Blender, LLFF and NeuS/DTU formats, and
+moving ones in the D-NeRF and Nerfies formats (``dynamic.py``, ``motion.py``).
 
 ``generate(format, out)`` renders a small textured analytic scene (a checkered box, a striped
 sphere sunk into it, a banded torus; plus a wall behind them for the forward-facing LLFF scene) by
@@ -27,20 +28,23 @@ import torch
 from torch import Tensor
 
 from nerflite.cameras import Cameras, generate_rays
-from nerflite.data.synthetic import rigs, writers
+from nerflite.data.synthetic import dynamic, rigs, writers
 from nerflite.data.synthetic.render import correspondences, render_views
 from nerflite.data.synthetic.shapes import Part, object_parts, sample_surface, wall_part
 
-FORMATS = ("blender", "llff", "neus")
+FORMATS = ("blender", "llff", "neus")  # static scenes (gt_points.ply); moving ones: DYNAMIC_FORMATS
+DYNAMIC_FORMATS = dynamic.DYNAMIC_FORMATS  # ("dnerf", "nerfies"): the moving scene of motion.py
 DEFAULT_VIEWS = {
     "blender": 32,
     "llff": 20,
     "neus": 32,
-}  # blender: training views (val, test: views // 8 each)
+    **dynamic.DEFAULT_VIEWS,
+}  # blender, dnerf: training views (val, test: views // 8 each)
 DEFAULT_SIZE = 80  # image width in pixels
 # ground-truth surface points, uniform over the whole surface (LLFF: about 1/7 of them on the object)
 N_POINTS = {"blender": 20000, "llff": 60000, "neus": 20000}
-IMAGE_FOLDERS = {"blender": ("train", "val", "test"), "llff": ("images", "images_2"), "neus": ("image", "mask")}
+IMAGE_FOLDERS = {"blender": ("train", "val", "test"), "llff": ("images", "images_2"), "neus": ("image", "mask"),
+                 **dynamic.IMAGE_FOLDERS}
 CORR_PER_VIEW = 200  # ground-truth correspondences per chosen view
 WALL_Y = 1.4  # LLFF: the wall's front face (canonical y)
 LLFF_DISTANCE = 3.2  # LLFF: cameras in the plane y = -LLFF_DISTANCE
@@ -130,16 +134,17 @@ def _one_thread():
 def generate(format: str, out: str | Path, views: int | None = None, size: int | None = None, seed: int = 0) -> Path:
     """Render the synthetic scene and write it as a ``format`` dataset in ``out``; returns ``out``.
 
-    ``views``: number of views (Blender: training views, plus views // 8 (at least 2) for each of
-    val and test); ``size``: image width in pixels; ``seed``: camera jitter and sample draws.
+    ``views``: number of views (Blender, D-NeRF: training views, plus views // 8 (at least 2) for each
+    of val and test); ``size``: image width in pixels; ``seed``: camera jitter and sample draws.
+    ``dnerf`` and ``nerfies`` write the moving scene (``motion.py``), one moment per frame.
     """
     with _one_thread():
         return _write(format, out, views, size, seed)
 
 
 def _write(format: str, out: str | Path, views: int | None, size: int | None, seed: int) -> Path:
-    if format not in FORMATS:
-        raise ValueError(f"unknown format {format!r}; expected one of {FORMATS}")
+    if format not in FORMATS + DYNAMIC_FORMATS:
+        raise ValueError(f"unknown format {format!r}; expected one of {FORMATS + DYNAMIC_FORMATS}")
     views = DEFAULT_VIEWS[format] if views is None else int(views)
     size = DEFAULT_SIZE if size is None else int(size)
     if views < 1 or size < 8:
@@ -149,6 +154,9 @@ def _write(format: str, out: str | Path, views: int | None, size: int | None, se
     for folder in IMAGE_FOLDERS[format]:  # images of an earlier run would not match the new cameras
         shutil.rmtree(out / folder, ignore_errors=True)
     gen = torch.Generator().manual_seed(seed)
+    if format in DYNAMIC_FORMATS:
+        dynamic.write_dynamic(format, out, views, size, gen)
+        return out
     frame = file_frame(format)
     parts = object_parts()
     corr_views: list[int]

@@ -1,6 +1,6 @@
 """Command line: write a synthetic dataset.
 
-python -m nerflite.data.synthetic --format {blender,llff,neus} --out DIR [--views N] [--size PX] [--seed S]
+python -m nerflite.data.synthetic --format {blender,llff,neus,dnerf,nerfies} --out DIR [--views N] [--size PX] [--seed S]
 """
 
 from __future__ import annotations
@@ -8,7 +8,7 @@ from __future__ import annotations
 import argparse
 import time
 
-from nerflite.data.synthetic import DEFAULT_SIZE, DEFAULT_VIEWS, FORMATS, generate
+from nerflite.data.synthetic import DEFAULT_SIZE, DEFAULT_VIEWS, DYNAMIC_FORMATS, FORMATS, generate
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -16,13 +16,14 @@ def main(argv: list[str] | None = None) -> int:
         prog="python -m nerflite.data.synthetic",
         description="Write a synthetic dataset with exactly known geometry.",
     )
-    ap.add_argument("--format", required=True, choices=FORMATS, help="dataset format to write")
+    ap.add_argument("--format", required=True, choices=FORMATS + DYNAMIC_FORMATS,
+                    help="dataset format to write (dnerf, nerfies: a moving scene)")
     ap.add_argument("--out", required=True, help="output folder (created if missing)")
     ap.add_argument(
         "--views",
         type=int,
         default=None,
-        help=f"number of views (blender: training views; defaults {DEFAULT_VIEWS})",
+        help=f"number of views (blender, dnerf: training views; defaults {DEFAULT_VIEWS})",
     )
     ap.add_argument("--size", type=int, default=None, help=f"image width in pixels (default {DEFAULT_SIZE})")
     ap.add_argument("--seed", type=int, default=0, help="seed of camera jitter and ground-truth samples")

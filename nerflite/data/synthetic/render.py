@@ -124,7 +124,8 @@ def _with_dtype(cameras: Cameras, dtype: torch.dtype) -> Cameras:
     c = cameras
     f = lambda t: t.to(dtype)  # noqa: E731
     dist = None if c.distortion is None else f(c.distortion)
-    return replace(c, fx=f(c.fx), fy=f(c.fy), cx=f(c.cx), cy=f(c.cy), c2w=f(c.c2w), distortion=dist)
+    skew = None if c.skew is None else f(c.skew)
+    return replace(c, fx=f(c.fx), fy=f(c.fy), cx=f(c.cx), cy=f(c.cy), c2w=f(c.c2w), distortion=dist, skew=skew)
 
 
 @dataclass

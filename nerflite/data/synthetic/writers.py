@@ -38,8 +38,8 @@ def write_png(path: Path, rgb: np.ndarray) -> None:
         raise OSError(f"{path}: cannot write PNG")
 
 
-def blender_frames(cameras: Cameras, split: str, start: int = 0) -> list[dict]:
-    """``frames`` entries of a transforms_<split>.json (OpenGL camera-to-world, 4x4)."""
+def blender_frames(cameras: Cameras, split: str, start: int = 0, times: list[float] | None = None) -> list[dict]:
+    """``frames`` entries of a transforms_<split>.json (OpenGL camera-to-world, 4x4; D-NeRF: ``time``)."""
     frames = []
     for i in range(len(cameras)):
         c2w = cameras.c2w[i].double().clone()  # [3, 4] OpenCV
@@ -49,16 +49,19 @@ def blender_frames(cameras: Cameras, split: str, start: int = 0) -> list[dict]:
             {
                 "file_path": f"./{split}/r_{start + i}",
                 "rotation": 0.012566370614359171,
+                **({} if times is None else {"time": float(times[i])}),
                 "transform_matrix": mat,
             }
         )
     return frames
 
 
-def write_blender_split(out: Path, split: str, cameras: Cameras, rgba: np.ndarray) -> list[str]:
-    """Write ``transforms_<split>.json`` and its RGBA PNGs; returns the image paths relative to ``out``."""
+def write_blender_split(out: Path, split: str, cameras: Cameras, rgba: np.ndarray,
+                        times: list[float] | None = None) -> list[str]:
+    """Write ``transforms_<split>.json`` (D-NeRF: a ``time`` per frame) and its RGBA PNGs; returns the
+    image paths relative to ``out``."""
     fx, w = float(cameras.fx[0]), int(cameras.width[0])
-    meta = {"camera_angle_x": 2.0 * math.atan(w / (2.0 * fx)), "frames": blender_frames(cameras, split)}
+    meta = {"camera_angle_x": 2.0 * math.atan(w / (2.0 * fx)), "frames": blender_frames(cameras, split, times=times)}
     (out / f"transforms_{split}.json").write_text(json.dumps(meta, indent=4))
     names = []
     for i, frame in enumerate(meta["frames"]):
@@ -142,14 +145,16 @@ def write_points_ply(path: Path, points: Tensor, normals: Tensor, part: Tensor, 
     PlyData([PlyElement.describe(v, "vertex")], comments=comments).write(str(path))
 
 
-def write_correspondences(path: Path, image: list[str], xy: Tensor, points: Tensor, size: Tensor) -> None:
+def write_correspondences(path: Path, image: list[str], xy: Tensor, points: Tensor, size: Tensor,
+                          time: Tensor | None = None) -> None:
     """``gt_correspondences.npz``: image [m] (path relative to the dataset), xy [m, 2] continuous
     pixel coordinates (pixel centres at +0.5), points [m, 3] world points (dataset frame),
-    image_size [m, 2] (width, height) of the image the xy refer to."""
+    image_size [m, 2] (width, height) of the image the xy refer to; moving scenes: time [m]."""
     np.savez(
         path,
         image=np.array(image),
         xy=xy.double().numpy(),
         points=points.double().numpy(),
         image_size=size.long().numpy(),
+        **({} if time is None else {"time": time.double().numpy()}),
     )
