@@ -4,7 +4,8 @@ Hydra composes ``conf/config.yaml``; the structured schemas registered here make
 or a value of the wrong type fail when the config is composed, before anything runs:
 
     dataset      DatasetSchema = the parsers' DatasetConfig + how to generate a synthetic scene
-    model        NeRFConfig | NeuSConfig | InstantConfig (each names itself in ``model.name``)
+    model        NeRFConfig | NeuSConfig | InstantConfig | NeuSInstantConfig | DNeRFConfig |
+                 HyperNeRFConfig (each names itself in ``model.name``)
     datamanager  DataManagerConfig
     trainer      TrainerConfig (below)
     viewer       ViewerConfig (the live browser viewer, nerflite/viewer/)
@@ -22,6 +23,8 @@ from omegaconf import MISSING, OmegaConf
 
 from nerflite.data.datamanager import DataManagerConfig
 from nerflite.data.parsers import DatasetConfig
+from nerflite.models.dnerf import DNeRFConfig
+from nerflite.models.hypernerf import HyperNeRFConfig
 from nerflite.models.instant import InstantConfig
 from nerflite.models.nerf import NeRFConfig
 from nerflite.models.neus import NeuSConfig
@@ -106,6 +109,8 @@ class RenderConfig:
 
 MODEL_SCHEMAS = {"nerf": NeRFConfig, "neus": NeuSConfig, "instant": InstantConfig}  # model.name -> its config dataclass
 MODEL_SCHEMAS["neus_instant"] = NeuSInstantConfig
+MODEL_SCHEMAS["dnerf"] = DNeRFConfig  # dynamic scenes (docs/dynamic.md)
+MODEL_SCHEMAS["hypernerf"] = HyperNeRFConfig
 
 
 def register_configs() -> None:

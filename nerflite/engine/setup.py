@@ -95,8 +95,37 @@ def _neus_instant(cfg, scene: Scene) -> Model:
                             background=scene.background)
 
 
+def train_split_values(scene: Scene, key: str, name: str | None = None) -> torch.Tensor | None:
+    """``scene.<key>`` (``times`` or ``appearance_ids``, one value per view) of the training views, or
+    None when the scene has none; with ``name`` (a deformable model) a scene without them is refused."""
+    values = getattr(scene, key, None)  # the dynamic formats' fields (docs/dynamic.md)
+    if values is None:
+        if name is not None:
+            from nerflite.models.dynamic import static_scene_error
+
+            raise static_scene_error(name)
+        return None
+    return torch.as_tensor(values)[torch.as_tensor(scene.split("train"), dtype=torch.long)]
+
+
+def _dnerf(cfg, scene: Scene) -> Model:
+    from nerflite.models.dnerf import DNeRFModel
+
+    train_split_values(scene, "times", cfg.name)  # a static scene fails here, before anything is built
+    return DNeRFModel(cfg, background=scene.background)
+
+
+def _hypernerf(cfg, scene: Scene) -> Model:
+    from nerflite.models.hypernerf import HyperNeRFModel
+
+    times = train_split_values(scene, "times", cfg.name)  # one warp code per distinct training time
+    ids = train_split_values(scene, "appearance_ids")  # one appearance code per distinct training id
+    return HyperNeRFModel(cfg, times, appearance_ids=ids, background=scene.background)
+
+
 # model.name -> how to build it for a scene from its config dataclass (schemas: config.MODEL_SCHEMAS)
 MODEL_BUILDERS = {"nerf": _nerf, "neus": _neus, "instant": _instant, "neus_instant": _neus_instant}
+MODEL_BUILDERS.update(dnerf=_dnerf, hypernerf=_hypernerf)
 
 
 def build_model(mcfg, scene: Scene) -> Model:

@@ -44,6 +44,20 @@ from nerflite.rendering import (
 from nerflite.sampling import merge_samples, midpoints, sample_pdf, stratified_samples
 
 
+def render_samples(sigma: Tensor, rgb: Tensor, t: Tensor, background: Tensor | None) -> dict[str, Tensor]:
+    """Volume-render densities ``sigma`` [n, s] (>= 0, activated) and colours ``rgb`` [n, s, 3] at
+    depths ``t`` [n, s] -> ``rgb`` [n, 3] (``background`` [3] composited behind unless None),
+    ``depth``, ``accumulation``, ``disparity`` [n, 1] and ``weights`` [n, s]. The render step of
+    NeRF's passes, shared with the deformable models built on its fields."""
+    weights, _ = weights_from_density(sigma, deltas(t))  # [n, s]
+    acc = accumulation(weights)  # [n, 1]
+    depth = composite_depth(weights, t)  # [n, 1]
+    rgb_map = composite(weights, rgb)  # [n, 3]
+    if background is not None:
+        rgb_map = blend_background(rgb_map, acc, background)
+    return {"rgb": rgb_map, "depth": depth, "accumulation": acc, "disparity": disparity(depth, acc), "weights": weights}
+
+
 @dataclass
 class NeRFConfig:
     name: str = "nerf"  # model type, selects NeRFModel
@@ -129,19 +143,7 @@ class NeRFModel(Model):
         rgb = rgb.float().reshape(n, s, 3)  # [n, s, 3]
         if self.training and self.cfg.raw_noise_std > 0:
             raw_sigma = raw_sigma + torch.randn_like(raw_sigma) * self.cfg.raw_noise_std
-        weights, _ = weights_from_density(F.relu(raw_sigma), deltas(t))  # [n, s]
-        acc = accumulation(weights)  # [n, 1]
-        depth = composite_depth(weights, t)  # [n, 1]
-        rgb_map = composite(weights, rgb)  # [n, 3]
-        if self.background is not None:
-            rgb_map = blend_background(rgb_map, acc, self.background)
-        return {
-            "rgb": rgb_map,
-            "depth": depth,
-            "accumulation": acc,
-            "disparity": disparity(depth, acc),
-            "weights": weights,
-        }
+        return render_samples(F.relu(raw_sigma), rgb, t, self.background)
 
     # ---------------------------------------------------------------- losses and metrics
     def losses(self, outputs: dict[str, Tensor], batch: dict[str, Tensor]) -> dict[str, Tensor]:
