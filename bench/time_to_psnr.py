@@ -15,10 +15,21 @@ then green, red, purple) and ``time_to_psnr.json`` in ``--out``, and ends with o
 Models (``CONTENDERS``; add a row for another model):
 * ``nerf``: the lego recipe shrunk to fit small images and a CPU: 8 x 128 MLPs (paper: 8 x 256),
   32 coarse + 64 fine samples (paper: 64 + 128), 1024 rays per step, Adam 5e-4.
-* ``instant``: ``experiment=lego_fast``'s model (hash grid, 128^3 occupancy grid over
-  [-1.5, 1.5]^3, 2^18 sample slots) at 4096 rays per step, Adam 1e-2 (eps 1e-15). On the CPU: 2^17 entries per
-  level up to resolution 512, a 64^3 grid warmed up for 32 steps, 256 steps across the box, 1024
-  rays per step.
+* ``instant``: ``experiment=lego_fast``'s model and sampler (hash grid 2^19 x 16 levels up to
+  2048, 128^3 occupancy grid over [-1.5, 1.5]^3, 1024 steps across it, whole rays in a budget of
+  2^18 samples from up to 16384 rays per step), Adam 1e-2 (eps 1e-15). On the CPU the same model
+  and sampler with a budget of 2^16 samples from up to 4096 rays and a 32-step grid warm-up (a CPU
+  makes few steps).
+* ``instant_cut``: the same, but every ray cut to its first budget / rays samples with the
+  background composited behind the cut (how ``lego_fast`` sampled before whole rays): the
+  baseline the fix is measured against.
+
+For the instant models each evaluation also records the last training step's occupied fraction
+of the grid and samples per ray (``occupied``, ``samples_per_ray``), and the end of the run times
+whole-image rendering of the held-out views twice, every sample of every ray (``early_stop=0``,
+dense marching) and as shipped (early stop at 1e-4, block marching): ``render_rays_per_s_dense``,
+``render_rays_per_s``. ``--clock cpu`` counts the process's CPU time instead of wall time (fairer
+on a shared machine when each model runs single-threaded).
 """
 
 from __future__ import annotations
@@ -61,22 +72,27 @@ def _nerf(scene, device) -> Contender:
     return Contender(model, torch.optim.Adam(model.parameters(), lr=5e-4), 1024)
 
 
-def _instant(scene, device) -> Contender:
+def _instant(scene, device, cls=None) -> Contender:
     from nerflite.models.instant import InstantConfig, InstantModel
 
-    cfg = InstantConfig(aabb=[-1.5, -1.5, -1.5, 1.5, 1.5, 1.5], steps_per_diagonal=1024, chunk=8192,
-                        sample_budget=262144)  # fmt: skip
-    rays = 4096
-    if device.type == "cpu":  # sized for a few CPU cores and 100 px images
-        cfg.log2_table_size, cfg.max_resolution, cfg.grid_resolution, cfg.steps_per_diagonal = 17, 512, 64, 256
-        cfg.grid_warmup_steps = 32  # a CPU makes few steps: leave the all-cells warm-up early
-        cfg.sample_budget, rays = 0, 1024  # exact packing: a CPU has no queue to keep full
-    model = InstantModel(cfg, background=scene.background, far=scene.far).to(device)
+    cfg = InstantConfig(aabb=[-1.5, -1.5, -1.5, 1.5, 1.5, 1.5], grid_resolution=128, steps_per_diagonal=1024,
+                        sample_budget=1 << 18)  # fmt: skip
+    rays = 16384
+    if device.type == "cpu":  # the recipe's model and sampler; a smaller batch, a short warm-up
+        cfg.sample_budget, rays, cfg.grid_warmup_steps = 1 << 16, 4096, 32
+    model = (cls or InstantModel)(cfg, background=scene.background, far=scene.far).to(device)
     opt = torch.optim.Adam(model.optimizer_groups(1e-2), lr=1e-2, eps=1e-15, betas=(0.9, 0.99))
     return Contender(model, opt, rays)
 
 
-CONTENDERS: dict[str, Callable] = {"nerf": _nerf, "instant": _instant}  # name -> (scene, device) -> Contender
+def _instant_cut(scene, device) -> Contender:
+    from cut_rays import CutRaysModel
+
+    return _instant(scene, device, CutRaysModel)
+
+
+# name -> (scene, device) -> Contender
+CONTENDERS: dict[str, Callable] = {"nerf": _nerf, "instant": _instant, "instant_cut": _instant_cut}
 COLOURS = [(31, 119, 180), (255, 127, 14), (44, 160, 44), (214, 39, 40), (148, 103, 189)]
 
 
@@ -124,9 +140,11 @@ def run_one(args) -> dict:
         c.model.train()
         return float(np.mean(scores))
 
+    clock = time.process_time if args.clock == "cpu" else time.perf_counter
+    grid = {"occupied": [], "samples_per_ray": []}
     c.model.train()
     while marks:
-        t0 = time.perf_counter()
+        t0 = clock()
         idx = torch.randint(0, len(rays), (c.rays_per_step,), generator=g).to(device)
         c.model.set_step(steps)
         out = c.model(rays[idx])
@@ -135,17 +153,46 @@ def run_one(args) -> dict:
         loss.backward()
         c.optimizer.step()
         steps += 1
-        if steps % 16 == 0 or trained + (time.perf_counter() - t0) >= marks[0]:
+        if steps % 16 == 0 or trained + (clock() - t0) >= marks[0]:
             sync(device)  # wall time covers the queued work
-        trained += time.perf_counter() - t0
+        trained += clock() - t0
         if trained >= marks[0]:
             marks.pop(0)
             t_s.append(round(trained, 2))
             curve.append(round(evaluate(), 3))
+            m = c.model.metrics(out, {"rgb": rgb[idx]})
+            if "occupied_frac" in m:
+                grid["occupied"].append(round(float(m["occupied_frac"]), 4))
+                grid["samples_per_ray"].append(round(float(m["samples_per_ray"]), 2))
             print(f"  {args.one}: {trained:7.1f} s  step {steps:6d}  PSNR {curve[-1]:.2f} dB", file=sys.stderr)
     rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0
-    return {"t_s": t_s, "psnr": curve, "final_psnr": curve[-1], "steps_per_s": round(steps / trained, 3),
-            "peak_rss_mb": round(rss, 1)}  # fmt: skip
+    result = {"t_s": t_s, "psnr": curve, "final_psnr": curve[-1], "steps_per_s": round(steps / trained, 3),
+              "steps": steps, "peak_rss_mb": round(rss, 1)}  # fmt: skip
+    if grid["occupied"]:
+        result.update(grid)
+        result.update(render_speed(c.model, held, device))
+    return result
+
+
+def render_speed(model, held, device) -> dict:
+    """Whole-image rays/s over the held-out views: every sample (no early stop, dense marching),
+    then as shipped (median of 3 passes each)."""
+    model.eval()
+    out = {}
+    for name, stop, skip in (("render_rays_per_s_dense", 0.0, False), ("render_rays_per_s", 1e-4, True)):
+        model.cfg.early_stop, model.cfg.skip_empty = stop, skip
+        times = []
+        for _ in range(3):
+            sync(device)
+            t0 = time.perf_counter()
+            for r, _ in held:
+                render_rays_chunked(model, r, model.cfg.chunk, keys=("rgb",))
+            sync(device)
+            times.append(time.perf_counter() - t0)
+        out[name] = round(sum(len(r) for r, _ in held) / float(np.median(times)))
+    model.cfg.early_stop, model.cfg.skip_empty = 1e-4, True
+    model.train()
+    return out
 
 
 def plot(results: dict, path: Path, key: str = "psnr", ylabel: str = "held-out PSNR (dB)", title: str = "") -> None:
@@ -206,6 +253,7 @@ def main() -> None:
     ap.add_argument("--evals", type=int, default=10, help="evaluations, evenly spaced over the budget")
     ap.add_argument("--eval-views", type=int, default=0, help="held-out views per evaluation (0: all)")
     ap.add_argument("--threads", type=int, default=0, help="torch CPU threads (0: torch's default)")
+    ap.add_argument("--clock", choices=["wall", "cpu"], default="wall", help="what a minute of training counts")
     ap.add_argument("--out", default="bench_out", help="folder of the plot and the JSON")
     ap.add_argument("--one", default=None, help=argparse.SUPPRESS)  # internal: run one model, print its JSON
     args = ap.parse_args()
@@ -220,6 +268,11 @@ def main() -> None:
     for name, r in results.items():
         curve = "  ".join(f"{t:.0f}: {p:.2f}" for t, p in zip(r["t_s"], r["psnr"]))
         print(f"{name:10s} {r['steps_per_s']:8.2f} {r['peak_rss_mb']:8.0f}  {curve}")
+        if "occupied" in r:
+            grid = "  ".join(f"{o:.3f}/{s:.0f}" for o, s in zip(r["occupied"], r["samples_per_ray"]))
+            print(f"{'':10s} occupied / samples per ray at each eval: {grid}")
+            print(f"{'':10s} whole images: {r['render_rays_per_s_dense']:.0f} rays/s every sample, "
+                  f"{r['render_rays_per_s']:.0f} rays/s with early stop + block marching")
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     summary = {"models": results, "size": args.size, "device": args.device}
