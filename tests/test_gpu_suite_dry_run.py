@@ -20,6 +20,12 @@ def test_gpu_suite_dry_run_writes_its_json(tmp_path):
     assert proc.returncode == 0, proc.stderr[-3000:]
     result = json.loads(out.read_text())
     assert result["device"] == "cpu" and len(result["lego_instant"]["psnr"]) == 2
+    lego = result["lego_instant"]
+    assert len(lego["occupied"]) == 2 and len(lego["samples_per_ray"]) == 2
+    assert lego["render_s_per_view"] > 0 and lego["render_s_per_view_dense"] > 0
+    for variant in ("eager", "bf16"):
+        step = result["step"][variant]
+        assert step["samples_per_s"] > 0 and 0 < step["samples_per_step"] <= 4096, variant
     speed = result["speed"]
     for name in ("nerf", "instant", "neus"):
         assert speed[name]["steps_per_s"] > 0 and 0 <= speed[name]["data_wait_frac"] <= 1, name

@@ -7,6 +7,7 @@ import torch
 from nerflite.contraction import contract
 from nerflite.fields.instant_field import spherical_harmonics_4, trunc_exp
 from nerflite.models.instant import InstantConfig, InstantModel
+from nerflite.occupancy import steps_to_cross
 from nerflite.packed_rendering import render_packed
 from nerflite.rays import RayBundle
 
@@ -176,3 +177,40 @@ def test_scene_modes_march_and_render(mode):
         assert float(dt.max()) > 1.3 * float(dt.min())  # 1/256 of the distance beyond t = 14
     with pytest.raises(ValueError, match="scene_mode"):
         InstantModel(InstantConfig(scene_mode="sphere"))
+
+
+@pytest.mark.slow
+def test_compiled_field_trains_as_the_eager_one():
+    """``compile=true``: the same outputs and table gradients as the eager field (CPU inductor)."""
+    torch.manual_seed(0)
+    eager = InstantModel(InstantConfig(**TINY, sample_budget=1000), sphere_radius=1.0)
+    compiled = InstantModel(InstantConfig(**TINY, sample_budget=1000, compile=True), sphere_radius=1.0)
+    compiled.load_state_dict(eager.state_dict())
+    assert set(compiled.state_dict()) == set(eager.state_dict())
+    outs, grads = [], []
+    for model in (eager, compiled):
+        model.train()
+        model.set_step(0)
+        torch.manual_seed(1)
+        out = model(bundle(64))
+        outs.append(out["rgb"])
+        grads.append(torch.autograd.grad(out["rgb"].square().sum(), model.field.encoding.table)[0])
+    torch.testing.assert_close(outs[1], outs[0], atol=1e-5, rtol=1e-5)
+    torch.testing.assert_close(grads[1], grads[0], atol=1e-6, rtol=1e-4)
+
+
+def test_cascades_widen_the_field_and_the_marching_to_the_outer_box():
+    """grid_cascades = 2: the grid and the hash grid cover the box doubled about its centre, so a
+    ray reaches geometry outside the finest box (instant-ngp's aabb_scale)."""
+    torch.manual_seed(0)
+    cfg = InstantConfig(**TINY, aabb=[-1.0, -1.0, -1.0, 1.0, 1.0, 1.0], grid_cascades=2)
+    model = InstantModel(cfg, sphere_radius=1.0).eval()
+    torch.testing.assert_close(model.box_lo, torch.full((3,), -2.0))
+    outside = torch.tensor([[1.8, 0.0, 0.0]])
+    assert float(model.unit(outside)[0, 0]) == pytest.approx(0.95)  # not clamped onto the inner box
+    o = torch.tensor([[1.6, -3.0, 0.0]])
+    d = torch.tensor([[0.0, 1.0, 0.0]])
+    rays = RayBundle(o, d, d, torch.zeros(1, 1), torch.full((1, 1), 6.0), torch.zeros(1, 1, dtype=torch.long))
+    s = model.sample(rays)  # the ray passes beside the finest box, inside the outer one
+    assert len(s.ray_indices) > 0
+    assert model.max_steps == steps_to_cross(model.grid, model.step_size) >= 2 * 64 - 1  # twice the finest box

@@ -137,7 +137,11 @@ def train_scalars(model, outputs, batch, losses, loss_value, optimizer, window: 
         scalars.update({f"train/{k}": float(v) for k, v in model.metrics(outputs, batch).items()})
     for i, group in enumerate(optimizer.param_groups):
         scalars[f"lr/group{i}" if len(optimizer.param_groups) > 1 else "lr/lr"] = group["lr"]
-    scalars["perf/rays_per_s"] = rays_per_step * window.steps / wall
+    scalars["perf/rays_per_s"] = rays_per_step * window.steps / wall  # rays drawn
+    if "train/rays_used" in scalars:  # a model that leaves rays of a batch out (a sample budget)
+        scalars["perf/rays_used_per_s"] = scalars["train/rays_used"] * window.steps / wall
+    if "train/samples_per_step" in scalars:
+        scalars["perf/samples_per_s"] = scalars["train/samples_per_step"] * window.steps / wall
     scalars["perf/step_ms"] = 1000.0 * wall / n
     scalars["perf/data_wait_ms"] = 1000.0 * window.data_s / n
     scalars["perf/data_wait_frac"] = window.data_s / wall

@@ -83,6 +83,7 @@ class InstantConfig:
     table_lr_mult: float = 1.0  # learning-rate multiplier of the hash tables relative to the MLPs
     amp: str = "none"  # autocast dtype for the MLPs: "none" | "bf16" | "fp16"
     tf32: bool = False  # allow TF32 matmuls on Ampere+ GPUs (torch's switch is process-wide)
+    compile: bool = False  # torch.compile the field for training steps (static shapes: with sample_budget > 0)
 
 
 class InstantModel(Model):
@@ -136,7 +137,10 @@ class InstantModel(Model):
             box, cfg.grid_resolution, cfg.grid_cascades, cfg.grid_update_every,
             cfg.grid_warmup_steps, cfg.grid_decay, cfg.grid_threshold,
         )  # fmt: skip
-        diagonal = float(torch.linalg.norm(self.box_hi - self.box_lo))
+        diagonal = float(torch.linalg.norm(self.box_hi - self.box_lo))  # of the finest cascade: sets the step
+        lo, hi = self.grid.outer_box  # the hash grid covers every cascade (as instant-ngp's aabb_scale)
+        self.box_lo.copy_(lo)
+        self.box_hi.copy_(hi)
         cone = 1.0 / 256 if (self.mode == "unbounded" and cfg.cone_angle == 0) else cfg.cone_angle
         self.cone_angle = cone
         if self.mode == "unbounded":  # marching is in the world: the sphere's diameter sets the step
@@ -157,6 +161,8 @@ class InstantModel(Model):
         self.register_buffer("background", bg, persistent=False)
         if cfg.tf32:
             torch.backends.cuda.matmul.allow_tf32 = True
+        # a compiled bound method, not a submodule: the state dict keeps its keys
+        self._train_field = torch.compile(self.field.forward, dynamic=False) if cfg.compile else None
 
     def _auto_max_steps(self, far: float) -> int:
         if self.mode != "unbounded":
@@ -266,8 +272,9 @@ class InstantModel(Model):
     def _radiance(self, points: Tensor, viewdirs: Tensor) -> tuple[Tensor, Tensor]:
         """(sigma [m], rgb [m, 3]) in float32 at world points [m, 3] seen along viewdirs [m, 3]."""
         x = self.unit(self.to_field(points))  # [m, 3]
+        field = self._train_field if (self.training and self._train_field is not None) else self.field
         with autocast(self.cfg.amp, points.device):
-            sigma, rgb = chunked_apply(self.field, x, viewdirs, netchunk=self.cfg.netchunk)
+            sigma, rgb = chunked_apply(field, x, viewdirs, netchunk=self.cfg.netchunk)
         return sigma.float(), rgb.float()
 
     def _render_until_opaque(self, rays: RayBundle) -> dict[str, Tensor]:
