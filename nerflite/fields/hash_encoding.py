@@ -63,7 +63,7 @@ class _GatherBlend(torch.autograd.Function):
         idx, w = ctx.saved_tensors
         contrib = (w[..., None].to(grad.dtype) * grad[:, :, None, :]).reshape(-1, grad.shape[-1])  # [m L 8, F]
         table_grad = torch.zeros(ctx.table_rows, grad.shape[-1], dtype=grad.dtype, device=grad.device)
-        return table_grad.index_add_(0, idx.reshape(-1), contrib), None, None
+        return table_grad.index_add_(0, idx.reshape(-1).long(), contrib), None, None  # int64: index_add_ is slow on int32
 
 
 class HashEncoding(nn.Module):
@@ -102,7 +102,9 @@ class HashEncoding(nn.Module):
             offsets.append(offsets[-1] + s)
         dense = [(r + 1) ** 3 <= self.table_size for r in self.resolutions]
         self.register_buffer("_res", torch.tensor(self.resolutions, dtype=torch.int64), persistent=False)
-        self.register_buffer("_offsets", torch.tensor(offsets[:-1], dtype=torch.int64), persistent=False)
+        self.register_buffer("_offsets", torch.tensor(offsets[:-1], dtype=torch.int32), persistent=False)
+        self.register_buffer("_stride", torch.tensor([r + 1 for r in self.resolutions], dtype=torch.int32),
+                             persistent=False)  # fmt: skip
         self.n_dense = sum(dense)  # dense levels (the coarse ones: a prefix)
         self.register_buffer("_step", torch.tensor([0, 1], dtype=torch.int32), persistent=False)
         self.table = nn.Parameter(torch.empty(offsets[-1], n_features).uniform_(-1e-4, 1e-4))  # [sum sizes, F]
@@ -113,25 +115,24 @@ class HashEncoding(nn.Module):
 
     def corner_indices(self, cell: Tensor) -> Tensor:
         """Flat table rows of the 8 corners of integer cells ``cell`` [m, L, 3] -> [m, L, 2, 2, 2]
-        (corner (dz, dy, dx) at [..., dz, dy, dx]). Per axis the two corner coordinates are combined
-        first ([m, L, 2]), so only the last step is 8 wide; dense levels are a prefix of the levels."""
-        # int32 arithmetic: twice as fast as int64 on CPUs; products wrap modulo 2^32 exactly as the
-        # paper's uint32 hash does, and T <= 2^31 keeps the low bits that ``mod T`` reads
+        (corner (dz, dy, dx) at [..., dz, dy, dx]), int32. Per axis the two corner coordinates are
+        combined first ([m, L, 2]), so only the last step is 8 wide; dense levels are a prefix."""
+        # int32 throughout: twice as fast as int64 on CPUs and half the memory; products wrap modulo
+        # 2^32 exactly as the paper's uint32 hash does, and T <= 2^31 keeps the low bits ``mod T`` reads
         c = cell.int()[..., None] + self._step  # [m, L, 3, 2]: each axis' two corner coordinates
         cx, cy, cz = c[:, :, 0], c[:, :, 1], c[:, :, 2]  # [m, L, 2]
-        parts = []
+        idx = torch.empty(*cell.shape[:2], 2, 2, 2, dtype=torch.int32, device=cell.device)  # [m, L, 2, 2, 2]
         nd = self.n_dense
         if nd > 0:
-            stride = (self._res[:nd] + 1)[:, None]  # [Ld, 1]
+            stride = self._stride[:nd, None]  # [Ld, 1]
             x, y, z = cx[:, :nd], cy[:, :nd] * stride, cz[:, :nd] * (stride * stride)
-            parts.append(z[..., :, None, None] + y[..., None, :, None] + x[..., None, None, :])
+            idx[:, :nd] = z[..., :, None, None] + y[..., None, :, None] + x[..., None, None, :]
         if nd < self.n_levels:
             x, y, z = cx[:, nd:], cy[:, nd:] * PRIMES_I32[1], cz[:, nd:] * PRIMES_I32[2]
             h = torch.bitwise_xor(z[..., :, None, None], y[..., None, :, None])  # [m, L', 2, 2, 1]
             h = torch.bitwise_xor(h, x[..., None, None, :])  # [m, L', 2, 2, 2]
-            parts.append(torch.bitwise_and(h, self.table_size - 1))  # mod T (a power of two)
-        idx = parts[0] if len(parts) == 1 else torch.cat(parts, dim=1)  # [m, L, 2, 2, 2] int32
-        return idx.long() + self._offsets[:, None, None, None]
+            idx[:, nd:] = torch.bitwise_and(h, self.table_size - 1)  # mod T (a power of two)
+        return idx.add_(self._offsets[:, None, None, None])
 
     def forward(self, x: Tensor) -> Tensor:
         m = x.shape[0]
@@ -145,7 +146,7 @@ class HashEncoding(nn.Module):
         wx, wy, wz = wa[:, :, 0], wa[:, :, 1], wa[:, :, 2]  # [m, L, 2]
         w = wz[..., :, None, None] * wy[..., None, :, None] * wx[..., None, None, :]  # [m, L, 2, 2, 2]
         if x.requires_grad and torch.is_grad_enabled():  # the reference path: differentiable in x
-            feats = self.table[idx.reshape(-1)].reshape(m, self.n_levels, 8, self.n_features)  # [m, L, 8, F]
+            feats = self.table[idx.reshape(-1).long()].reshape(m, self.n_levels, 8, self.n_features)  # [m, L, 8, F]
             out = torch.matmul(w.reshape(m, self.n_levels, 1, 8), feats).reshape(m, self.n_levels, self.n_features)
         else:
             out = _GatherBlend.apply(self.table, idx.reshape(m, self.n_levels, 8), w.reshape(m, self.n_levels, 8))
