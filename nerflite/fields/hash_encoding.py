@@ -63,7 +63,8 @@ class _GatherBlend(torch.autograd.Function):
         idx, w = ctx.saved_tensors
         contrib = (w[..., None].to(grad.dtype) * grad[:, :, None, :]).reshape(-1, grad.shape[-1])  # [m L 8, F]
         table_grad = torch.zeros(ctx.table_rows, grad.shape[-1], dtype=grad.dtype, device=grad.device)
-        return table_grad.index_add_(0, idx.reshape(-1).long(), contrib), None, None  # int64: index_add_ is slow on int32
+        rows = idx.reshape(-1).long()  # index_add_ is several times slower with int32 indices on a CPU
+        return table_grad.index_add_(0, rows, contrib), None, None
 
 
 class HashEncoding(nn.Module):
