@@ -34,10 +34,9 @@ from torch import Tensor
 from nerflite.fields.batching import chunked_apply
 from nerflite.fields.dnerf_field import DNeRFField, TimeDeformation
 from nerflite.fields.nerf_field import NeRFField
-from nerflite.metrics import psnr
 from nerflite.models.base import Model, autocast, check_amp
 from nerflite.models.dynamic import per_sample, ray_times
-from nerflite.models.nerf import render_samples
+from nerflite.models.nerf import coarse_fine_losses, coarse_fine_metrics, render_samples
 from nerflite.rays import RayBundle
 from nerflite.sampling import merge_samples, midpoints, sample_pdf, stratified_samples
 
@@ -134,17 +133,11 @@ class DNeRFModel(Model):
 
     # ---------------------------------------------------------------- losses and metrics
     def losses(self, outputs: dict[str, Tensor], batch: dict[str, Tensor]) -> dict[str, Tensor]:
-        target = batch["rgb"]
-        out = {"rgb": self.cfg.rgb_weight * F.mse_loss(outputs["rgb"], target)}
-        if "rgb_coarse" in outputs:
-            out["rgb_coarse"] = self.cfg.rgb_coarse_weight * F.mse_loss(outputs["rgb_coarse"], target)
+        out = coarse_fine_losses(outputs, batch, self.cfg.rgb_weight, self.cfg.rgb_coarse_weight)
         if self.cfg.deformation_weight > 0:  # = weight * F.mse_loss(dx, 0) over every fine sample
             out["deformation"] = self.cfg.deformation_weight * outputs["deformation"].mean() / 3.0
         return out
 
     @torch.no_grad()
     def metrics(self, outputs: dict[str, Tensor], batch: dict[str, Tensor]) -> dict[str, Tensor]:
-        out = {"psnr": psnr(outputs["rgb"], batch["rgb"])}
-        if "rgb_coarse" in outputs:
-            out["psnr_coarse"] = psnr(outputs["rgb_coarse"], batch["rgb"])
-        return out
+        return coarse_fine_metrics(outputs, batch)

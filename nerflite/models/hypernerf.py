@@ -36,10 +36,9 @@ from nerflite.fields.encodings import linear_alpha
 from nerflite.fields.hypernerf_field import HyperSheet, SE3Field, TemplateEncoding
 from nerflite.fields.latents import AppearanceCodes, FrameLatents
 from nerflite.fields.nerf_field import NeRFField
-from nerflite.metrics import psnr
 from nerflite.models.base import Model, autocast, check_amp
 from nerflite.models.dynamic import per_sample, ray_times
-from nerflite.models.nerf import render_samples
+from nerflite.models.nerf import coarse_fine_losses, coarse_fine_metrics, render_samples
 from nerflite.rays import RayBundle
 from nerflite.sampling import merge_samples, midpoints, sample_pdf, stratified_samples
 
@@ -181,17 +180,11 @@ class HyperNeRFModel(Model):
 
     # ---------------------------------------------------------------- losses and metrics
     def losses(self, outputs: dict[str, Tensor], batch: dict[str, Tensor]) -> dict[str, Tensor]:
-        target = batch["rgb"]
-        out = {"rgb": self.cfg.rgb_weight * F.mse_loss(outputs["rgb"], target)}
-        if "rgb_coarse" in outputs:
-            out["rgb_coarse"] = self.cfg.rgb_coarse_weight * F.mse_loss(outputs["rgb_coarse"], target)
-        return out
+        return coarse_fine_losses(outputs, batch, self.cfg.rgb_weight, self.cfg.rgb_coarse_weight)
 
     @torch.no_grad()
     def metrics(self, outputs: dict[str, Tensor], batch: dict[str, Tensor]) -> dict[str, Tensor]:
-        out = {"psnr": psnr(outputs["rgb"], batch["rgb"])}
-        if "rgb_coarse" in outputs:
-            out["psnr_coarse"] = psnr(outputs["rgb_coarse"], batch["rgb"])
+        out = coarse_fine_metrics(outputs, batch)
         device = outputs["rgb"].device
         out.update({f"{k}_alpha": torch.tensor(v, device=device) for k, v in self.alphas.items()})
         return out

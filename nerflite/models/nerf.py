@@ -147,15 +147,26 @@ class NeRFModel(Model):
 
     # ---------------------------------------------------------------- losses and metrics
     def losses(self, outputs: dict[str, Tensor], batch: dict[str, Tensor]) -> dict[str, Tensor]:
-        target = batch["rgb"]
-        out = {"rgb": self.cfg.rgb_weight * F.mse_loss(outputs["rgb"], target)}
-        if "rgb_coarse" in outputs:
-            out["rgb_coarse"] = self.cfg.rgb_coarse_weight * F.mse_loss(outputs["rgb_coarse"], target)
-        return out
+        return coarse_fine_losses(outputs, batch, self.cfg.rgb_weight, self.cfg.rgb_coarse_weight)
 
     @torch.no_grad()
     def metrics(self, outputs: dict[str, Tensor], batch: dict[str, Tensor]) -> dict[str, Tensor]:
-        out = {"psnr": psnr(outputs["rgb"], batch["rgb"])}
-        if "rgb_coarse" in outputs:
-            out["psnr_coarse"] = psnr(outputs["rgb_coarse"], batch["rgb"])
-        return out
+        return coarse_fine_metrics(outputs, batch)
+
+
+def coarse_fine_losses(outputs: dict[str, Tensor], batch: dict[str, Tensor], rgb_weight: float,
+                       rgb_coarse_weight: float) -> dict[str, Tensor]:
+    """Colour MSE of the fine pass (``rgb``) and, when there is one, of the coarse pass."""
+    out = {"rgb": rgb_weight * F.mse_loss(outputs["rgb"], batch["rgb"])}
+    if "rgb_coarse" in outputs:
+        out["rgb_coarse"] = rgb_coarse_weight * F.mse_loss(outputs["rgb_coarse"], batch["rgb"])
+    return out
+
+
+@torch.no_grad()
+def coarse_fine_metrics(outputs: dict[str, Tensor], batch: dict[str, Tensor]) -> dict[str, Tensor]:
+    """PSNR of the fine pass and, when there is one, of the coarse pass."""
+    out = {"psnr": psnr(outputs["rgb"], batch["rgb"])}
+    if "rgb_coarse" in outputs:
+        out["psnr_coarse"] = psnr(outputs["rgb_coarse"], batch["rgb"])
+    return out
