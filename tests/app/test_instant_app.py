@@ -1,5 +1,6 @@
 """model=instant through the application: train, checkpoint (with the occupancy grid), resume, render."""
 
+import functools
 import json
 import shutil
 from pathlib import Path
@@ -25,7 +26,9 @@ def instant_cfg(tiny_scene, tmp_path, one_thread):
     return make
 
 
-def test_instant_trains_checkpoints_the_grid_resumes_exactly_and_renders(instant_cfg, tmp_path):
+@pytest.mark.parametrize("budget", [0, 600])  # exact packing; whole rays in 600 slots, the ray count adapting
+def test_instant_trains_checkpoints_the_grid_resumes_exactly_and_renders(instant_cfg, tmp_path, budget):
+    instant_cfg = functools.partial(instant_cfg, f"model.sample_budget={budget}")
     full = train(instant_cfg())
     assert full.step == 6 and all(torch.isfinite(torch.tensor(full.losses)))
     state = torch.load(ckpt.latest(full.run_dir), weights_only=True)["model"]
@@ -42,6 +45,7 @@ def test_instant_trains_checkpoints_the_grid_resumes_exactly_and_renders(instant
     again = torch.load(ckpt.latest(cut), weights_only=True)["model"]
     assert torch.equal(again["grid.values"], state["grid.values"])
     assert torch.equal(again["field.encoding.table"], state["field.encoding.table"])
+    assert torch.equal(again["march_stats"], state["march_stats"])  # the same rays marched after the resume
 
     out = render(compose_config([f"run={full.run_dir}", "path=test", f"out={tmp_path / 'r'}"], name="render"))
     metrics = json.loads((out / "metrics.json").read_text())
