@@ -73,3 +73,20 @@ def dynamic_run(tiny_scene, tmp_path_factory):
         return runs[fmt]
 
     return get
+
+
+@pytest.fixture
+def model_sees(monkeypatch):
+    """Every moment D-NeRF models' forward is called with, from any thread (a set; the rays of a
+    frame reach it chunk by chunk)."""
+    from nerflite.models.dnerf import DNeRFModel
+
+    seen: set = set()
+    real = DNeRFModel.forward
+
+    def spy(self, ray_bundle):
+        seen.update(ray_bundle.extras["time"].flatten().tolist())
+        return real(self, ray_bundle)
+
+    monkeypatch.setattr(DNeRFModel, "forward", spy)
+    return seen
