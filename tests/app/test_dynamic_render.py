@@ -18,7 +18,6 @@ from nerflite.engine.logging import to_uint8
 from nerflite.engine.render import camera_rays, load_run, render, train_cameras
 from nerflite.engine.setup import build_datamanager
 from nerflite.engine.trainer import train
-from nerflite.models.dnerf import DNeRFModel
 from tests.app.helpers import compose_config
 from tests.app.test_errors import error_line, run_cli
 
@@ -41,20 +40,6 @@ def frames_seen(monkeypatch):
 
     monkeypatch.setattr(render_module, "render_image", spy)
     monkeypatch.setattr(evaluate, "render_image", spy)
-    return seen
-
-
-@pytest.fixture
-def model_sees(monkeypatch):
-    """Every moment the D-NeRF model's forward is called with (a set, after chunking)."""
-    seen: set = set()
-    real = DNeRFModel.forward
-
-    def spy(self, ray_bundle):
-        seen.update(ray_bundle.extras["time"].flatten().tolist())
-        return real(self, ray_bundle)
-
-    monkeypatch.setattr(DNeRFModel, "forward", spy)
     return seen
 
 
