@@ -147,7 +147,7 @@ def test_appearance_ids_on_renders(dynamic_run, tmp_path, frames_seen, one_threa
     assert [_one_moment(f, "appearance_id") for f in frames_seen] == scene.appearance_ids[test].tolist()
 
 
-def test_time_keys_that_mean_nothing_are_one_line(dynamic_run, tiny_cfg, tmp_path):
+def test_time_keys_that_mean_nothing_are_one_line(dynamic_run, tiny_cfg, tmp_path, frames_seen):
     run, _ = dynamic_run("dnerf")
     proc = run_cli("render.py", f"run={run}", "time=1.5")
     assert error_line(proc) == 'error: time must be in [0, 1] or "play", got 1.5'
@@ -168,3 +168,12 @@ def test_time_keys_that_mean_nothing_are_one_line(dynamic_run, tiny_cfg, tmp_pat
     static = train(tiny_cfg("trainer.steps=1", "trainer.eval_every=0")).run_dir
     assert fails(static, "time=0.5") == "time=0.5: the run's scene is static (it has no time); leave time unset"
     assert fails(static, "time=play") == "time=play: the run's scene is static (it has no time); leave time unset"
+    assert fails(static, "appearance=0") == (
+        "appearance=0: the run's scene is static (it has no time); leave appearance unset")
+
+    # nothing changes for a static run: no extras on its rays, the folders named as before
+    frames_seen.clear()
+    _render(static, tmp_path, "path=orbit", "frames=2")
+    out = render(compose_config([f"run={static}", "path=train", "video=false", "device=cpu"], name="render"))
+    assert out.name == "train_step_000000001" and len(list((out / "rgb").glob("*.png"))) == 8
+    assert len(frames_seen) == 10 and not any(frames_seen)
