@@ -74,6 +74,7 @@ def test_the_time_slider_shows_the_browser_camera_at_that_moment(dynamic_run, se
     jumped = float(scene.times[train[3]])
     wait_for(lambda: viewer.timeline.time == jumped, what="the jump to the view's moment")
     assert viewer.timeline.slider.value == pytest.approx(jumped)
+    wait_for(lambda: moments.count(jumped) >= 2, what="the quick and the refined frame of that moment")
 
 
 def test_play_steps_through_time_frame_by_frame(dynamic_run, served, model_sees, one_thread):  # noqa: F811
