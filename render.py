@@ -1,7 +1,8 @@
-"""Render a trained run: `python render.py run=outputs/<name>/<date_time> [path=orbit|spiral|test] ...`.
+"""Render a trained run: `python render.py run=outputs/<name>/<date_time> [path=orbit|spiral|test|train] ...`.
 
 Writes PNG frames, MP4 videos and depth pictures (and metrics.json for path=test, a PLY mesh for
-NeuS with mesh=true) under <run>/renders/. Options: conf/render.yaml and docs/usage.md.
+NeuS with mesh=true) under <run>/renders/. Scenes that move: time=play|T, appearance=ID
+(docs/dynamic.md). Options: conf/render.yaml and docs/usage.md.
 Errors end in one `error: ...` line (NERFLITE_DEBUG=1: traceback).
 """
 

@@ -3,6 +3,8 @@ naming the key, before anything is built (``ValueError``; train.py / render.py s
 
 from __future__ import annotations
 
+import math
+
 import torch
 
 # key -> (lowest allowed value, whether the value must exceed it)
@@ -63,9 +65,29 @@ def check_train_config(cfg) -> None:
 def check_render_config(cfg) -> None:
     """render.py's settings (see ``RenderConfig``)."""
     problems = out_of_range(cfg, RENDER_LIMITS, "")
+    try:
+        render_time(cfg.get("time"))
+    except ValueError as e:
+        problems.append(str(e))
     if problems:
         raise ValueError("; ".join(problems))
     check_device(cfg.device, "device")
+
+
+def render_time(value) -> float | str | None:
+    """render.py's ``time``: None (unset), "play", or a moment in [0, 1] as a float."""
+    if value is None or str(value).strip() == "":
+        return None
+    text = str(value).strip()
+    if text == "play":
+        return "play"
+    try:
+        moment = float(text)
+    except ValueError:
+        moment = math.nan
+    if not 0.0 <= moment <= 1.0:  # also NaN and words
+        raise ValueError(f'time must be in [0, 1] or "play", got {text}')
+    return moment
 
 
 def check_device(requested: str, key: str) -> None:

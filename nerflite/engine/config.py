@@ -93,8 +93,10 @@ class TrainConfig:
 class RenderConfig:
     run: str = MISSING  # run folder (outputs/<name>/<date_time>)
     ckpt: str | None = None  # checkpoint file (default: the run's latest)
-    path: str = "auto"  # auto (spiral for forward-facing scenes, else orbit) | orbit | spiral | test
+    path: str = "auto"  # auto (spiral for forward-facing scenes, else orbit) | orbit | spiral | test | train
     frames: int = 120  # frames of orbit / spiral paths
+    time: str | None = None  # dynamic runs: play (0 -> 1 over the frames) | T in [0, 1] (frozen); unset: play / own
+    appearance: int | None = None  # dynamic runs: this appearance id on every ray (unset: none, or the views' own)
     fps: int = 30  # video frame rate
     downscale: float = 1.0  # render at 1/downscale of the training resolution
     width: int = 0  # render width in pixels (0: from downscale), height keeps the aspect ratio

@@ -19,6 +19,7 @@ class ViewerConfig:
     image_format: str = "jpeg"  # jpeg | png (lossless) for the frames sent to the browser
     jpeg_quality: int = 90  # JPEG quality of the frames
     mesh_res: int = 128  # default grid resolution of the mesh button (NeuS)
+    play_frames: int = 50  # dynamic scenes: frames per pass of Play through time 0 -> 1
 
     def __post_init__(self) -> None:
         if not 0.0 < self.budget < 1.0:
@@ -28,6 +29,8 @@ class ViewerConfig:
         for key in ("preview_res", "max_res", "mesh_res"):
             if getattr(self, key) < 1:
                 raise ValueError(f"viewer.{key} must be a positive number of pixels, got {getattr(self, key)}")
+        if self.play_frames < 1:
+            raise ValueError(f"viewer.play_frames must be >= 1, got {self.play_frames}")
 
 
 @dataclass

@@ -118,10 +118,10 @@ def picture(outputs: dict[str, Tensor], kind: str) -> np.ndarray:
 
 def output_keys(model: Model, scene: Scene) -> list[str]:
     """The per-ray outputs worth rendering for pictures (``IMAGE_KEYS`` the model produces), found
-    with one ray in eval mode, as ``render_image`` does."""
+    with one ray in eval mode, as ``render_image`` does (at time 0 in a dynamic scene)."""
     cams = Cameras(*(torch.ones(1) for _ in range(4)), torch.ones(1, dtype=torch.int64),
                    torch.ones(1, dtype=torch.int64), scene.cameras.c2w[:1].float())
-    rays = camera_rays(scene, cams, 0)
+    rays = camera_rays(scene, cams, 0, 0.0 if scene.is_dynamic else None)
     with eval_mode(model):
         probe = render_rays_chunked(model, rays, 1, keys=None)
     return [k for k in IMAGE_KEYS if k in probe]
@@ -193,15 +193,16 @@ class FrameJob:
 
     @staticmethod
     def of_camera(scene: Scene, cam: BrowserCamera, longest: int, chunk: int, keys: list[str], tag=None,
-                  distances: tuple[float, float] | None = None) -> FrameJob:
+                  distances: tuple[float, float] | None = None, time: float | None = None) -> FrameJob:
         """The frame of a browser camera; ``distances`` (of the training cameras from the scene
-        centre) moves near / far with a camera beyond them (``ray_bounds``)."""
+        centre) moves near / far with a camera beyond them (``ray_bounds``); ``time``: the moment
+        its rays carry (a dynamic scene), as render.py's ``time=T``."""
         w, h = frame_size(cam.width, cam.height, longest)
         if distances is not None:
             near, far = ray_bounds(scene, cam.position, distances)
             if (near, far) != (scene.near, scene.far):
                 scene = replace(scene, near=near, far=far)
-        rays = camera_rays(scene, browser_cameras(cam, w, h), 0)
+        rays = camera_rays(scene, browser_cameras(cam, w, h), 0, time)
         return FrameJob(rays, h, w, chunk, keys, tag)
 
     @property

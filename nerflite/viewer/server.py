@@ -1,5 +1,6 @@
 """The browser side: a viser server showing a scene's training cameras, the model's rendering of
-each browser's camera, training status, pause / resume and (NeuS) mesh extraction.
+each browser's camera, training status, pause / resume, (NeuS) mesh extraction and, for a scene
+that moves, a time slider with Play (``timeline.py``).
 
 Threads: viser answers the browsers in its own threads, whose callbacks only record what was
 asked (a camera, an output, a button) under a lock. All rendering happens in the caller's thread,
@@ -33,6 +34,7 @@ from nerflite.viewer.frames import (
     picture,
     wxyz_from_rotation,
 )
+from nerflite.viewer.timeline import Timeline
 
 PREVIEW, REFINED = "preview", "refined"  # the two levels of a frame
 
@@ -82,6 +84,7 @@ class Viewer:
         self._paused = threading.Event()
         self._mesh_request: int | None = None
         self._status_at = 0.0
+        self.timeline: Timeline | None = None  # dynamic scenes: the moment shown, Play
         self._setup_scene(train)
         self._setup_gui(model)
         server.on_client_connect(self._connect)
@@ -105,14 +108,15 @@ class Viewer:
         init.look_at = tuple(float(v) for v in center)
         init.up = tuple(float(v) for v in up)
         init.fov = fov[0]
+        times = self.scene.times[self.scene.split("train")].tolist() if self.scene.is_dynamic else None
         for i in range(len(c2w)):
             frustum = self.server.scene.add_camera_frustum(
                 f"/cameras/{i:04d}", fov=fov[i], aspect=aspect[i], scale=scale, color=(230, 120, 40),
                 wxyz=wxyz_from_rotation(c2w[i, :, :3]), position=tuple(float(v) for v in c2w[i, :, 3]),
             )
-            frustum.on_click(self._jump_to(c2w[i], fov[i], float(dist[i])))
+            frustum.on_click(self._jump_to(c2w[i], fov[i], float(dist[i]), None if times is None else times[i]))
 
-    def _jump_to(self, c2w: np.ndarray, fov: float, dist: float):
+    def _jump_to(self, c2w: np.ndarray, fov: float, dist: float, moment: float | None):
         def jump(event) -> None:  # viser thread: move that browser's camera onto the training view
             cam = event.client.camera
             with event.client.atomic():
@@ -120,6 +124,8 @@ class Viewer:
                 cam.position = tuple(float(v) for v in c2w[:, 3])
                 cam.look_at = tuple(float(v) for v in c2w[:, 3] + c2w[:, 2] * max(dist, 1e-3))
                 cam.up_direction = tuple(float(v) for v in -c2w[:, 1])
+            if moment is not None and self.timeline is not None:
+                self.timeline.jump(moment)  # and to its moment
 
         return jump
 
@@ -127,6 +133,8 @@ class Viewer:
         gui = self.server.gui
         gui.configure_theme(show_share_button=False)
         self.status_md = gui.add_markdown(self.status or "starting")
+        if self.scene.is_dynamic:
+            self.timeline = Timeline(gui, self.cfg.play_frames, self._time_changed)
         options = [k for k in OUTPUTS if k in self.keys]
         dropdown = gui.add_dropdown("Output", options=tuple(options), initial_value="rgb")
 
@@ -175,6 +183,15 @@ class Viewer:
         with self.lock:
             self.clients.pop(handle.client_id, None)
 
+    def _time_changed(self, _t: float, moved: bool) -> None:
+        """Every browser needs a frame at the new moment; a slider dragged counts as a camera move
+        (quick frames first), Play's own steps do not (a still camera gets refined frames)."""
+        with self.lock:
+            for c in self.clients.values():
+                c.version += 1
+                if moved:
+                    c.moved_at = time.perf_counter()
+
     # ------------------------------------------------------------------ the caller's thread
     def after_step(self, step: int, model: Model, scalars: dict) -> None:
         """After a training step: note the status; render within the budget if a browser is there."""
@@ -217,9 +234,10 @@ class Viewer:
                 job = self._next_job()
         return True
 
-    def _next_job(self) -> FrameJob | None:
+    def _next_job(self, played: bool = False) -> FrameJob | None:
         """The unfinished frame of the next browser that needs one, taking turns after each frame
-        sent so that one busy browser does not starve the others (new frames made as needed)."""
+        sent so that one busy browser does not starve the others (new frames made as needed).
+        While Play is on and every browser has its frame of the current moment, the next moment."""
         now = time.perf_counter()
         with self.lock:
             clients, output = list(self.clients.values()), self.output
@@ -227,8 +245,9 @@ class Viewer:
             turn = self.frames_sent % len(clients)
             clients = clients[turn:] + clients[:turn]
         for c in clients:
-            with self.lock:
+            with self.lock:  # the moment after the version: a new moment is set before versions move on
                 version, camera, moved_at = c.version, c.camera, c.moved_at
+                moment = self.timeline.time if self.timeline is not None else None
             if c.job is not None and c.job.tag[0] != version:
                 c.job = None  # the camera moved on: that frame is stale
             if c.job is None:
@@ -237,13 +256,18 @@ class Viewer:
                     continue
                 res = self.preview_res if level == PREVIEW else self.refined_res
                 tag = (version, level, output, c)
-                c.job = FrameJob.of_camera(self.scene, camera, res, self.chunk, self.keys, tag, self.distances)
+                c.job = FrameJob.of_camera(self.scene, camera, res, self.chunk, self.keys, tag, self.distances,
+                                           moment)
             return c.job
+        if clients and not played and self.timeline is not None and self.timeline.playing:
+            self.timeline.advance()
+            return self._next_job(played=True)
         return None
 
     def _level(self, c: _Client, version: int, still_s: float, now: float) -> str | None:
-        if c.shown is None or c.shown[0] != version:  # moved: a quick frame first
-            return PREVIEW if self.preview_res < self.refined_res else REFINED
+        if c.shown is None or c.shown[0] != version:  # moved: a quick frame first (playing: unless still)
+            playing_still = self.timeline is not None and self.timeline.playing and still_s >= self.cfg.still_s
+            return PREVIEW if self.preview_res < self.refined_res and not playing_still else REFINED
         if c.shown[1] == PREVIEW:
             return REFINED if still_s >= self.cfg.still_s else None
         stale = self.total_steps is not None and self.step > c.shown_step

@@ -47,3 +47,46 @@ def tiny_cfg(tiny_scene, tmp_path, one_thread):
         )
 
     return make
+
+
+@pytest.fixture(scope="session")
+def dynamic_run(tiny_scene, tmp_path_factory):
+    """format (dnerf | nerfies) -> (run folder, scene) of a finished tiny D-NeRF run on a generated
+    moving scene (3 steps, a test split scored at the end), trained once per session."""
+    runs: dict = {}
+
+    def get(fmt: str = "dnerf"):
+        if fmt not in runs:
+            from nerflite.engine.setup import build_scene
+            from nerflite.engine.trainer import train
+            from tests.app.test_dynamic_app import TINY
+
+            before = torch.get_num_threads()
+            torch.set_num_threads(1)
+            try:
+                cfg = compose_config([f"dataset={fmt}", f"dataset.path={tiny_scene(fmt)}", "dataset.downscale=1",
+                                      "model=dnerf", f"output_root={tmp_path_factory.mktemp('dynamic')}",
+                                      *TINY["dnerf"], *TINY_RUN, "trainer.steps=3"])
+                runs[fmt] = (train(cfg).run_dir, build_scene(cfg.dataset))
+            finally:
+                torch.set_num_threads(before)
+        return runs[fmt]
+
+    return get
+
+
+@pytest.fixture
+def model_sees(monkeypatch):
+    """Every moment D-NeRF models' forward is called with, from any thread (a set; the rays of a
+    frame reach it chunk by chunk)."""
+    from nerflite.models.dnerf import DNeRFModel
+
+    seen: set = set()
+    real = DNeRFModel.forward
+
+    def spy(self, ray_bundle):
+        seen.update(ray_bundle.extras["time"].flatten().tolist())
+        return real(self, ray_bundle)
+
+    monkeypatch.setattr(DNeRFModel, "forward", spy)
+    return seen
