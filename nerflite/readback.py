@@ -27,7 +27,9 @@ class LaggedRead:
         if t.device.type != "cuda":
             self._value, self._host, self._event = t.tolist(), None, None
             return
-        self._host = torch.empty(t.shape, dtype=t.dtype, pin_memory=True)
+        self.pull()  # the previous copy is done before its buffer is reused
+        if self._host is None or self._host.shape != t.shape or self._host.dtype != t.dtype:
+            self._host = torch.empty(t.shape, dtype=t.dtype, pin_memory=True)  # pinned once, reused
         self._host.copy_(t, non_blocking=True)
         self._event = torch.cuda.Event()
         self._event.record()
@@ -39,4 +41,6 @@ class LaggedRead:
         return self._value
 
     def reset(self) -> None:
-        self._host, self._event, self._value = None, None, None
+        if self._event is not None:
+            self._event.synchronize()
+        self._event, self._value = None, None
