@@ -141,10 +141,11 @@ def _train(cfg: DictConfig, info: D.DistInfo, run_dir, overrides) -> TrainResult
     model, dm = parts.model, parts.dm
     start = 0
     if resumed is not None:
-        start = parts.restore(resumed.state, resumed.path, resumed.model_hint)
+        path, state = resumed.fit(model)  # the newest of this run's checkpoints that fits its model
+        start = parts.restore(state, path, resumed.model_hint)
         if info.is_main:
-            print(f"resuming {run_dir} from {resumed.path.name} (step {start})")
-        resumed = None  # frees the loaded tensors (the model and optimizer hold copies)
+            print(f"resuming {run_dir} from {path.name} (step {start})")
+        resumed = state = None  # frees the loaded tensors (the model and optimizer hold copies)
 
     resolved = OmegaConf.to_yaml(cfg, resolve=True)
     if info.is_main:
