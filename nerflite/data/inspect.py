@@ -8,7 +8,6 @@ Bad input exits with status 1 and one line naming the file and the problem.
 
 from __future__ import annotations
 
-import argparse
 import json
 import math
 import os
@@ -26,6 +25,7 @@ from nerflite.cameras import project
 from nerflite.data.images import read_image, read_mask
 from nerflite.data.parsers import FORMATS, DatasetConfig, load_scene
 from nerflite.data.scene import DatasetError, Scene
+from nerflite.utils.cli import ArgumentParser
 
 
 @dataclass
@@ -257,7 +257,7 @@ def inspect(path: str, fmt: str = "auto", downscale: float = 1.0, workers: int |
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(
+    parser = ArgumentParser(
         prog="python -m nerflite.data.inspect",
         description="Check a dataset before training: parse it and decode every image and mask.",
     )

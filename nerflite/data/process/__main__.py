@@ -2,17 +2,17 @@
 
 from __future__ import annotations
 
-import argparse
 import json
 import sys
 
 from nerflite.data.process import ProcessConfig, describe, process
 from nerflite.data.process.sfm import CAMERA_MODELS, MATCHERS
 from nerflite.data.scene import DatasetError
+from nerflite.utils.cli import ArgumentParser
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(
+    parser = ArgumentParser(
         prog="python -m nerflite.data.process",
         description="Recover camera poses from photos or a video (COLMAP structure from motion) and write a "
                     "dataset nerflite trains on.",
