@@ -29,6 +29,9 @@ def main(argv: list[str] | None = None) -> int:
                         help="auto: exhaustive up to 120 images, sequential for video or more images")
     parser.add_argument("--undistort", action="store_true", help="write undistorted images and a pinhole model")
     parser.add_argument("--overwrite", action="store_true", help="replace the contents of a non-empty --out")
+    parser.add_argument("--strict", action="store_true",
+                        help="stop at a damaged photo (truncated, unreadable, another size than the rest) instead of "
+                             "skipping it with a warning (the default)")
     parser.add_argument("--threads", type=int, default=-1, help="CPU threads for COLMAP (default: all)")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--verbose", action="store_true", help="show COLMAP's own log")
@@ -40,7 +43,7 @@ def main(argv: list[str] | None = None) -> int:
     cfg = ProcessConfig(
         input=args.input, out=args.out, frames=args.frames, camera_model=args.camera_model,
         single_camera=not args.multi_camera, matcher=args.matcher, undistort=args.undistort,
-        overwrite=args.overwrite, threads=args.threads, seed=args.seed,
+        overwrite=args.overwrite, threads=args.threads, seed=args.seed, strict=args.strict,
     )
     try:
         summary = process(cfg, say=lambda line: print(line, flush=True))
