@@ -58,7 +58,7 @@ class _Parts:
         """Scene, model, datamanager and optimizer; seeded, so every rank starts from the same weights."""
         seed_everything(cfg.seed)
         if info.is_main:  # generate a synthetic scene once, before the other ranks read it
-            scene = build_scene(cfg.dataset)
+            scene = build_scene(cfg.dataset, report=True)
         D.barrier(info)
         if not info.is_main:
             scene = build_scene(cfg.dataset)

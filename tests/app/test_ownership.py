@@ -95,7 +95,8 @@ def test_every_command_refuses_a_named_checkpoint_of_another_model_in_one_line(c
 
 def test_the_newest_checkpoint_of_another_model_is_skipped_with_a_warning(copies, tmp_path, capsys, one_thread):
     nerf, instant, _ = copies
-    stray = shutil.copy(nerf / "checkpoints" / ckpt.checkpoint_name(6), instant / "checkpoints" / ckpt.checkpoint_name(9))
+    stray = instant / "checkpoints" / ckpt.checkpoint_name(9)
+    shutil.copy(nerf / "checkpoints" / ckpt.checkpoint_name(6), stray)
     warning = f"warning: skipping checkpoint {stray}: holds a model=nerf, but run {instant} is model=instant"
     out = tmp_path / "frames"
     proc = run_cli("render.py", f"run={instant}", "frames=1", "video=false", f"out={out}")

@@ -79,7 +79,8 @@ def _probe_llff(root: Path) -> Found:
 
 def _probe_neus(root: Path) -> Found:
     cameras = any(p.is_file() for p in root.glob("cameras*.npz"))  # cameras_sphere.npz, cameras.npz...
-    return Found(cameras, any((root / n).is_dir() for n in ("image", "images", "rgb")))
+    images = any((root / n).is_dir() for n in ("image", "images", "rgb")) or any(root.glob("*_rgb.png"))  # MonoSDF
+    return Found(cameras, images)
 
 
 def _probe_colmap(root: Path) -> Found:
@@ -93,7 +94,7 @@ def _probe_colmap(root: Path) -> Found:
 PROBES: dict[str, Callable[[Path], Found]] = {
     "blender": lambda root: _probe_json(root, "transforms_train.json"),  # + the frames' images
     "llff": _probe_llff,  # poses_bounds.npy + images/ or images_N/
-    "neus": _probe_neus,  # cameras_sphere.npz or cameras.npz + image/
+    "neus": _probe_neus,  # cameras_sphere.npz or cameras.npz + image/ (or MonoSDF's *_rgb.png)
     "colmap": _probe_colmap,  # sparse/0/ (or sparse/) with a model + images/ (not beside poses_bounds.npy)
     "transforms": lambda root: _probe_json(root, "transforms.json"),  # instant-ngp / nerfstudio + images
 }

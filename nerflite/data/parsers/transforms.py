@@ -7,7 +7,8 @@ nerfstudio's ``ns-process-data`` write it:
 * Intrinsics ``fl_x, fl_y, cx, cy, w, h`` or ``camera_angle_x/y``, at the top level or per frame (a
   frame's keys win); ``cx, cy`` are continuous pixel coordinates (a centred principal point is
   ``w / 2``), the same convention as nerflite's. Images stored at another size than ``w, h``
-  scale the intrinsics.
+  scale the intrinsics, with a warning worded as the COLMAP reader's (``common.check_sizes``);
+  another aspect ratio is an error naming the image.
 * Distortion ``k1, k2, k3, k4, p1, p2`` with nerfstudio's ``camera_model`` (``PINHOLE``,
   ``SIMPLE_PINHOLE``, ``OPENCV``, ``OPENCV_FISHEYE``) or instant-ngp's ``is_fisheye``: stored as
   ``Cameras.distortion`` [n, 6] in that order (k1, k2, k3, k4, p1, p2) and ``Cameras.fisheye`` [n]
@@ -47,9 +48,9 @@ import torch
 from nerflite.camera_paths import orbit_from_cameras
 from nerflite.cameras import opengl_to_opencv
 from nerflite.data.images import image_size
-from nerflite.data.parsers.blender import frame_intrinsics, frame_pose, read_transforms, resolve_image
+from nerflite.data.parsers.blender import frame_intrinsics, frame_pose, frame_size, read_transforms, resolve_image
 from nerflite.data.parsers.colmap import apply_similarity, normalisation
-from nerflite.data.parsers.common import clean_rotations, holdout_splits, make_cameras, scaled_size
+from nerflite.data.parsers.common import check_sizes, clean_rotations, holdout_splits, make_cameras, scaled_size
 from nerflite.data.scene import DatasetError, Scene
 
 if TYPE_CHECKING:
@@ -169,11 +170,12 @@ def load_transforms(cfg: DatasetConfig) -> Scene:
                                           f"({first}); {hint}")
         notes.append(f"skipped {len(missing)} of {len(meta['frames'])} frames whose image is missing ({first})")
 
-    fx, fy, cx, cy, widths, heights, poses, dist, fisheye, masks = ([] for _ in range(10))
+    fx, fy, cx, cy, widths, heights, poses, dist, fisheye, masks, on_disk, recorded = ([] for _ in range(12))
     for (i, frame), image in zip(frames, images):
         poses.append(frame_pose(frame, json_path, i))
         w, h = image_size(image)
         intr = frame_intrinsics(meta, frame, w, h, json_path, i)
+        on_disk.append((w, h)), recorded.append(frame_size(meta, frame, w, h, json_path, i))
         w2, h2 = scaled_size(w, h, cfg.downscale)
         sx, sy = w2 / w, h2 / h
         fx.append(intr[0] * sx), fy.append(intr[1] * sy), cx.append(intr[2] * sx), cy.append(intr[3] * sy)
@@ -182,6 +184,7 @@ def load_transforms(cfg: DatasetConfig) -> Scene:
         dist.append(coeffs), fisheye.append(fish)
         mask = frame.get("mask_path")
         masks.append(resolve_image(root, mask, json_path) if mask else None)
+    check_sizes(images, np.array(on_disk, np.float64), np.array(recorded, np.float64), json_path, notes)
     if any(masks) and not all(masks):
         notes.append(f"only {sum(map(bool, masks))} of {len(masks)} frames have a mask_path: masks ignored")
 
