@@ -31,6 +31,7 @@ from tests.data.builders import (
     make_llff,
     make_neus,
     neus_cams,
+    opencv_to_opengl_4x4,
     ring_eyes,
 )
 from tests.data.colmap_builders import make_colmap
@@ -81,11 +82,15 @@ def _damage(photos: list[Path]) -> dict[str, str]:
 def test_process_names_and_skips_each_damaged_photo_before_copying_any(tmp_path, capsys):
     photos = _blocks(tmp_path / "photos", 8)
     bad = _damage(photos)
+    for name in ("IMG_8.HEIC", "IMG_9.HEIC", "notes.txt"):  # photos in a format nerflite does not read, a note
+        (tmp_path / "photos" / name).write_bytes(b"x")
     code = process_main([str(tmp_path / "photos"), "--out", str(tmp_path / "out"), "--threads", "1"])
     out, err = capsys.readouterr()
     warnings = [line for line in err.splitlines() if line.startswith("warning:")]
-    assert warnings == [f"warning: {tmp_path / 'photos' / name}: {problem}; skipped (--strict stops instead)"
-                        for name, problem in bad.items()]
+    assert warnings == [f"warning: {tmp_path / 'photos'}: 3 file(s) that are not images nerflite reads are left out "
+                        "(.heic: 2, .txt: 1; e.g. IMG_8.HEIC)"] + [
+        f"warning: {tmp_path / 'photos' / name}: {problem}; skipped (--strict stops instead)"
+        for name, problem in bad.items()]
     assert "[frames] 5 of 8 photos; 3 skipped (damaged or of another size)" in out
     assert sorted(p.name for p in (tmp_path / "out" / "images").iterdir()) == sorted(
         p.name for p in photos if p.name not in bad)  # no damaged file reached the dataset
@@ -204,6 +209,19 @@ def test_an_llff_360_capture_is_spherified_and_training_says_so(tmp_path):
                    "model.skips=[]", "datamanager.rays_per_batch=16", "trainer.device=cpu")
     assert proc.returncode == 0, proc.stderr[-2000:]
     assert f"warning: dataset {root}: 360-degree capture (views up to 69 deg" in proc.stderr
+
+
+def test_a_forward_facing_transforms_capture_says_how_it_is_read(tmp_path):
+    path = _transforms(tmp_path)
+    meta = json.loads(path.read_text())
+    for frame, x in zip(meta["frames"], np.linspace(-1, 1, 4)):  # a row of cameras looking at a wall
+        frame["transform_matrix"] = opencv_to_opengl_4x4(look_at_opencv((x, 0.0, 0.0), (0.0, 0.0, -8.0), (0, 1, 0)))
+    path.write_text(json.dumps(meta))
+    scene = load_scene(tmp_path)
+    assert not scene.ndc and scene.metadata["warnings"] == [
+        "forward-facing capture (views within 7 deg of their mean direction): read as an object capture, in the unit "
+        f"sphere around where the views converge (this format has no NDC); content farther than far={scene.far:.3g} "
+        "is not sampled"]
 
 
 def _monosdf(root: Path, size=(40, 30)) -> Path:

@@ -50,7 +50,9 @@ from nerflite.cameras import opengl_to_opencv
 from nerflite.data.images import image_size
 from nerflite.data.parsers.blender import frame_intrinsics, frame_pose, frame_size, read_transforms, resolve_image
 from nerflite.data.parsers.colmap import apply_similarity, normalisation
-from nerflite.data.parsers.common import check_sizes, clean_rotations, holdout_splits, make_cameras, scaled_size
+from nerflite.data.parsers.common import (
+    check_sizes, clean_rotations, holdout_splits, looks_forward, make_cameras, scaled_size, view_angles,
+)
 from nerflite.data.scene import DatasetError, Scene
 
 if TYPE_CHECKING:
@@ -194,6 +196,11 @@ def load_transforms(cfg: DatasetConfig) -> Scene:
     c2w = apply_similarity(move, c2w)  # [n, 3, 4] scene frame: object in the unit sphere
     world_from_scene = np.linalg.inv(move)
     dist_c = np.linalg.norm(c2w[:, :, 3], axis=-1)  # [n]
+    angles = view_angles(c2w)
+    if looks_forward(angles) and not any(k in meta for k in NGP_KEYS):  # the COLMAP / LLFF readers' rule
+        notes.append(f"forward-facing capture (views within {angles.max():.0f} deg of their mean direction): read "
+                     "as an object capture, in the unit sphere around where the views converge (this format has no "
+                     f"NDC); content farther than far={float(dist_c.max()) + 1.0:.3g} is not sampled")
     aabb_scale = _aabb_scale(meta, json_path)
     lens = np.any(dist) or any(fisheye)
     cams = make_cameras(fx, fy, cx, cy, widths, heights, c2w, np.asarray(dist) if lens else None,

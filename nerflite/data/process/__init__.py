@@ -18,6 +18,7 @@ from __future__ import annotations
 import json
 import sys
 import time
+from collections import Counter
 from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -72,6 +73,11 @@ def _read_input(cfg: ProcessConfig, say: Callable[[str], None], warn: Callable[[
         raise DatasetError(src, "input does not exist (expected a folder of photos or a video file)")
     if src.is_dir():
         found = frames.folder_images(src)
+        others = frames.other_files(src)
+        if others:
+            kinds = Counter(p.suffix.lower() or "(no extension)" for p in others)
+            warn(f"warning: {src}: {len(others)} file(s) that are not images nerflite reads are left out "
+                 f"({', '.join(f'{k}: {v}' for k, v in kinds.most_common())}; e.g. {others[0].name})")
         photos, skipped = _check_photos(cfg, found, warn)
         if len(photos) < MIN_IMAGES:
             bad = f" usable ({len(skipped)} skipped)" if skipped else ""

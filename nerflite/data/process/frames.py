@@ -61,6 +61,13 @@ def folder_images(folder: Path) -> list[Path]:
     return images
 
 
+def other_files(folder: Path) -> list[Path]:
+    """Files of ``folder`` that are not images nerflite reads (e.g. ``.heic`` photos, ``.txt`` notes);
+    hidden files left out."""
+    images = set(list_images(folder))
+    return sorted(p for p in folder.iterdir() if p.is_file() and not p.name.startswith(".") and p not in images)
+
+
 def check_photos(photos: list[Path], one_size: bool, workers: int = 4) -> tuple[list[Path], list[tuple[Path, str]]]:
     """Decode every photo, as the inspector does (``nerflite.data.images``): (the good ones, and
     ``(photo, problem)`` for each that is empty, truncated or not an image, or, with ``one_size``
