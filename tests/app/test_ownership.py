@@ -64,9 +64,13 @@ def _refusal(nerf, instant):
 
 
 @pytest.mark.parametrize("command", ["render.py", "view", "resume"])
-def test_a_named_checkpoint_of_another_model_is_refused_by_every_command(copies, command, capsys, one_thread):
+def test_a_named_checkpoint_of_another_model_is_refused_by_every_command(copies, command, capsys, one_thread,
+                                                                         monkeypatch):
+    import nerflite.view
     from nerflite.engine.cli import error_line as line_of
     from nerflite.view import main as view_main
+
+    monkeypatch.setattr(nerflite.view, "serve", lambda viewer, model, stop=None: viewer.close())  # never block
 
     nerf, instant, _ = copies
     foreign, expected = _refusal(nerf, instant)
