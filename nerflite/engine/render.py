@@ -39,7 +39,11 @@ def load_run(run: str | Path, ckpt_path: str | Path | None, device: torch.device
     ``nerflite.engine.ownership``). The run's config.yaml defines the model (without one, the
     checkpoint's own config); ``dataset_path``: where the run's dataset is now, if it moved."""
     paths = run_checkpoints(run, ckpt_path)
-    ref = run_ref(run) if Path(run).is_dir() else None
+    try:
+        ref = run_ref(run) if Path(run).is_dir() else None
+    except ValueError as e:  # a damaged config.yaml: the checkpoint's own config still describes its model
+        warn_stderr(f"warning: {e}; using the checkpoint's own config")
+        ref = None
     if ref is None:
         path, state = ckpt.load_newest(paths, device, ckpt.MODEL_KEYS, warn_stderr)
         run_cfg = run_config(state, path, dataset_path)

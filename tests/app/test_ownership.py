@@ -150,3 +150,11 @@ def test_other_settings_are_named_in_a_warning_and_the_runs_are_used(copies, cap
         "(model.n_samples: 8 in the checkpoint, 12 in the run): using the run's (config.yaml)"
     ]  # model.chunk: how the model runs, not what it is
     assert run_cfg.model.n_samples == 12 and model.cfg.n_samples == 12
+
+
+def test_a_damaged_config_yaml_falls_back_to_the_checkpoints_own_config(copies, capsys):
+    nerf, _, _ = copies
+    (nerf / "config.yaml").write_text("model: [unclosed\n")
+    _, _, model, path = load_run(nerf, None, torch.device("cpu"))
+    assert path.name == ckpt.checkpoint_name(6) and model.cfg.netwidth == 16
+    assert capsys.readouterr().err.startswith(f"warning: {nerf / 'config.yaml'}: not a readable config (")
