@@ -16,7 +16,6 @@ orbit, and any further ``key=value`` config overrides, e.g. ``python -m nerflite
 
 from __future__ import annotations
 
-import argparse
 import json
 import sys
 import time
@@ -25,6 +24,7 @@ from pathlib import Path
 from hydra import compose, initialize_config_dir
 
 from nerflite.engine.config import register_configs
+from nerflite.utils.cli import ArgumentParser
 
 CONF = Path(__file__).resolve().parents[1] / "conf"
 
@@ -36,7 +36,7 @@ def _compose(name: str, overrides: list[str]):
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser = ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--steps", type=int, default=None, help="training steps (default: the config's)")
     parser.add_argument("--frames", type=int, default=60, help="frames of the orbit video")
     parser.add_argument("--model", default="instant", choices=["instant", "nerf"], help="model to train")

@@ -21,7 +21,6 @@ Command line (units are those of the files, millimetres for DTU)::
 
 from __future__ import annotations
 
-import argparse
 import json
 import sys
 from pathlib import Path
@@ -29,6 +28,8 @@ from pathlib import Path
 import numpy as np
 from plyfile import PlyData
 from scipy.spatial import cKDTree
+
+from nerflite.utils.cli import ArgumentParser
 
 
 class GeometryError(Exception):
@@ -120,7 +121,7 @@ def mesh_chamfer(
 
 
 def main(argv: list[str] | None = None) -> int:
-    p = argparse.ArgumentParser(prog="python -m nerflite.geometry", description=__doc__.split("\n\n")[0])
+    p = ArgumentParser(prog="python -m nerflite.geometry", description=__doc__.split("\n\n")[0])
     p.add_argument("mesh", help="reconstructed mesh (or point cloud) PLY, in the reference's frame")
     p.add_argument("gt", help="reference points PLY (e.g. gt_points.ply, or DTU's stl0NN_total.ply)")
     p.add_argument("--max-dist", type=float, default=None, help="leave out distances above this (DTU: 20 mm)")

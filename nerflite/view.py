@@ -11,6 +11,7 @@ from __future__ import annotations
 import re
 import sys
 import threading
+from dataclasses import fields
 
 from omegaconf import OmegaConf
 from omegaconf.errors import OmegaConfBaseException
@@ -28,11 +29,20 @@ def parse_args(argv: list[str]) -> ViewConfig:
     bad = [a for a in argv if "=" not in a]
     if bad:
         raise ValueError(f"arguments are key=value, got {bad[0]!r}")
+    node = OmegaConf.structured(ViewConfig)
+    for arg in argv:  # one at a time, so that an error names its argument
+        try:
+            node = OmegaConf.merge(node, OmegaConf.from_dotlist([arg]))
+        except OmegaConfBaseException as e:
+            keys = ", ".join(f.name for f in fields(ViewConfig) if f.name != "enabled")
+            known = f" (keys: {keys})" if "not in" in str(e) else ""
+            raise ValueError(f"{arg}: {str(e).splitlines()[0]}{known}") from None
+        except Exception as e:  # noqa: BLE001  (yaml's parser errors: a value that does not parse)
+            raise ValueError(f"{arg}: not a value ({str(e).splitlines()[0]})") from None
     try:
-        node = OmegaConf.merge(OmegaConf.structured(ViewConfig), OmegaConf.from_dotlist(argv))
-    except OmegaConfBaseException as e:
-        raise ValueError(str(e).splitlines()[0]) from None
-    cfg = OmegaConf.to_object(node)
+        cfg = OmegaConf.to_object(node)
+    except ValueError as e:  # a range check of ViewerConfig; here its keys have no `viewer.` prefix
+        raise ValueError(str(e).removeprefix("viewer.")) from None
     if not cfg.run:
         raise ValueError("run=<run folder> is required (outputs/<name>/<date_time>)")
     return cfg

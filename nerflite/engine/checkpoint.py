@@ -13,7 +13,8 @@ is complete, so a process killed at any moment leaves the previous checkpoint lo
 Loading never trusts a file: anything that is not a complete nerflite checkpoint (truncated by a
 disk or copy fault, refused by ``weights_only``, another kind of file, another model's tensors)
 raises ``CheckpointError`` naming the file and the problem; ``load_newest`` skips such files and
-falls back to the newest one that loads.
+falls back to the newest one that loads (and, given a ``check``, belongs to the run:
+``nerflite.engine.ownership``).
 """
 
 from __future__ import annotations
@@ -160,17 +161,26 @@ def _file_kind(path: Path) -> str:
 
 
 def load_newest(
-    paths: list[Path], map_location="cpu", require: tuple[str, ...] = MODEL_KEYS, warn: Callable[[str], None] = print
+    paths: list[Path], map_location="cpu", require: tuple[str, ...] = MODEL_KEYS, warn: Callable[[str], None] = print,
+    check: Callable[[Path, dict], None] | None = None,
 ) -> tuple[Path, dict]:
     """The first of ``paths`` (newest first) that loads, and its state; each one skipped is reported
-    through ``warn`` (one line naming it and why). ``CheckpointError`` naming them all if none loads
-    (just its own when there is one)."""
+    through ``warn`` (one line naming it and why). ``check(path, state)`` may refuse a checkpoint
+    that loads (``CheckpointError``: e.g. one of another run, ``nerflite.engine.ownership``); it is
+    skipped the same way. ``CheckpointError`` naming them all if none is left (just its own when
+    there is one: a checkpoint named by the user)."""
     if len(paths) == 1:
-        return paths[0], load_checkpoint(paths[0], map_location, require)
+        state = load_checkpoint(paths[0], map_location, require)
+        if check is not None:
+            check(paths[0], state)
+        return paths[0], state
     problems = []
     for path in paths:
         try:
-            return path, load_checkpoint(path, map_location, require)
+            state = load_checkpoint(path, map_location, require)
+            if check is not None:
+                check(path, state)
+            return path, state
         except CheckpointError as e:
             problems.append(e)
             warn(f"warning: skipping checkpoint {path}: {e.problem}")
@@ -178,28 +188,37 @@ def load_newest(
         raise CheckpointError("(none)", "no checkpoint to load")
     folder = problems[0].path.parent
     names = "; ".join(f"{e.path.name}: {e.problem}" for e in problems)
-    raise CheckpointError(folder, f"no checkpoint loads ({names})")
+    fits = " and fits the run" if any(type(e) is not CheckpointError for e in problems) else ""
+    raise CheckpointError(folder, f"no checkpoint loads{fits} ({names})")
+
+
+def state_mismatch(model: torch.nn.Module, state) -> str | None:
+    """What differs between ``state`` (a model state dict) and ``model``'s tensors and shapes, or None."""
+    expected = model.state_dict()
+    if not isinstance(state, dict):
+        return "its model state is not a state dict"
+    missing = [k for k in expected if k not in state]
+    unexpected = [k for k in state if k not in expected]
+    resized = [k for k in expected if k in state and tuple(state[k].shape) != tuple(expected[k].shape)]
+    if not (missing or unexpected or resized):
+        return None
+    if resized:
+        k = resized[0]
+        return (
+            f"{len(resized)} tensor(s) differ in shape, e.g. {k} is {list(state[k].shape)} in the checkpoint, "
+            f"{list(expected[k].shape)} in the model"
+        )
+    return f"{len(missing)} tensor(s) missing, {len(unexpected)} unexpected (e.g. {(missing or unexpected)[0]})"
 
 
 def check_model_state(model: torch.nn.Module, state: dict, path: str | Path, hint: str = "") -> None:
     """``CheckpointError`` unless ``state`` (a model state dict) has exactly ``model``'s tensors and shapes;
     ``hint`` ends the message (e.g. the overrides that changed the model)."""
-    expected = model.state_dict()
-    if not isinstance(state, dict):
-        raise CheckpointError(path, "its model state is not a state dict")
-    missing = [k for k in expected if k not in state]
-    unexpected = [k for k in state if k not in expected]
-    resized = [k for k in expected if k in state and tuple(state[k].shape) != tuple(expected[k].shape)]
-    if not (missing or unexpected or resized):
+    what = state_mismatch(model, state)
+    if what is None:
         return
-    if resized:
-        k = resized[0]
-        what = (
-            f"{len(resized)} tensor(s) differ in shape, e.g. {k} is {list(state[k].shape)} in the checkpoint, "
-            f"{list(expected[k].shape)} in the model"
-        )
-    else:
-        what = f"{len(missing)} tensor(s) missing, {len(unexpected)} unexpected (e.g. {(missing or unexpected)[0]})"
+    if not isinstance(state, dict):
+        raise CheckpointError(path, what)
     hint = hint or "; trained with other model settings?"
     raise CheckpointError(path, f"does not fit the model of the config: {what}{hint}")
 

@@ -34,7 +34,8 @@ from nerflite.engine.checks import check_render_config, render_time
 from nerflite.engine.distributed import pick_device
 from nerflite.engine.evaluate import evaluate_views, render_image, sdf_mesh, visualisations
 from nerflite.engine.logging import to_uint8
-from nerflite.engine.runs import open_run, run_config
+from nerflite.engine.ownership import checker, run_config, run_ref, with_dataset
+from nerflite.engine.runs import run_checkpoints, warn_stderr
 from nerflite.engine.setup import build_datamanager, build_model, build_scene
 from nerflite.rays import RayBundle
 
@@ -43,12 +44,26 @@ VIEW_PATHS = ("test", "train")  # views of the dataset: their own moments and ap
 
 
 def load_run(run: str | Path, ckpt_path: str | Path | None, device: torch.device, dataset_path: str | None = None):
-    """(run config, scene, model in eval mode, checkpoint path) of a run folder (its newest checkpoint
-    that loads, or ``ckpt_path``); ``dataset_path``: where the run's dataset is now, if it moved."""
-    path, state = open_run(run, ckpt_path, map_location=device)
-    run_cfg = run_config(state, path, dataset_path)
+    """(run config, scene, model in eval mode, checkpoint path) of a run folder: its newest checkpoint
+    that loads and belongs to the run, or ``ckpt_path`` (refused when it is of another run:
+    ``nerflite.engine.ownership``). The run's config.yaml defines the model (without one, the
+    checkpoint's own config); ``dataset_path``: where the run's dataset is now, if it moved."""
+    paths = run_checkpoints(run, ckpt_path)
+    try:
+        ref = run_ref(run) if Path(run).is_dir() else None
+    except ValueError as e:  # a damaged config.yaml: the checkpoint's own config still describes its model
+        warn_stderr(f"warning: {e}; using the checkpoint's own config")
+        ref = None
+    if ref is None:
+        path, state = ckpt.load_newest(paths, device, ckpt.MODEL_KEYS, warn_stderr)
+        run_cfg = run_config(state, path, dataset_path)
+    else:
+        run_cfg = with_dataset(ref.config, str(ref.source), dataset_path)
     scene = build_scene(run_cfg.dataset)
     model = build_model(run_cfg.model, scene).to(device)
+    if ref is not None:
+        check = checker(ref, model, warn_stderr)
+        path, state = ckpt.load_newest(paths, device, ckpt.MODEL_KEYS, warn_stderr, check=check)
     ckpt.check_model_state(model, state["model"], path)
     model.load_state(state["model"], int(state["step"]))
     model.eval()

@@ -21,14 +21,20 @@ from pathlib import Path
 from omegaconf import DictConfig, OmegaConf
 
 from nerflite.engine import checkpoint as ckpt
+from nerflite.engine.ownership import (
+    RunError,
+    RunRef,
+    check_dataset,
+    checker,
+    read_config,
+    run_config,
+    run_ref,
+    with_dataset,
+)
 
 MULTIRUN_PREFIX = "multirun_"  # hydra.sweep.dir of conf/config.yaml
 _QUIET_KEYS = {"resume"}  # applied on resume without being reported
 _REFUSED_KEYS = {"seed": "the run's random streams"}  # overrides a resumed run cannot take
-
-
-class RunError(FileNotFoundError):
-    """A run folder, or the run ``resume`` names, that is missing or holds no usable checkpoint."""
 
 
 @dataclass
@@ -141,16 +147,11 @@ def saved_config(run_dir: Path, state: dict, checkpoint: Path) -> tuple[DictConf
     """The run's own config (its config.yaml, else the copy inside the checkpoint) and where it came from."""
     path = Path(run_dir) / "config.yaml"
     if path.is_file():
-        try:
-            loaded = OmegaConf.load(path)
-        except Exception as e:  # noqa: BLE001  (yaml's parser errors have no common base we can name)
-            raise ValueError(f"{path}: not a readable config ({str(e).splitlines()[0]})") from e
-        source = path
-    else:
-        loaded, source = OmegaConf.create(state.get("config") or {}), checkpoint
+        return read_config(path), path
+    loaded = OmegaConf.create(state.get("config") or {})
     if not isinstance(loaded, DictConfig) or "model" not in loaded or "dataset" not in loaded:
-        raise ValueError(f"{source}: not a run's config (no dataset / model section)")
-    return loaded, source
+        raise ValueError(f"{checkpoint}: not a run's config (no dataset / model section)")
+    return loaded, checkpoint
 
 
 def resume_config(saved: DictConfig, overrides: Sequence[str], source: str | Path = "config.yaml"):
@@ -237,10 +238,12 @@ def _delete(cfg: DictConfig, key: str) -> None:
 
 @dataclass
 class Resumed:
-    path: Path  # the checkpoint that loaded (the newest one that does)
+    path: Path  # the checkpoint that loaded (the newest one that does and belongs to the run)
     state: dict  # its contents
     config: DictConfig | None  # the run's own config with the given overrides (None: none were given)
     applied: list[str]  # the overrides applied to it
+    run: RunRef | None = None  # the run's config.yaml, which its checkpoints must match (None: none)
+    rest: tuple = ()  # (older checkpoints, map_location, warn): where to look when the tensors do not fit
 
     @property
     def model_hint(self) -> str:
@@ -248,18 +251,34 @@ class Resumed:
         changed = [o for o in self.applied if o.startswith("model.")]
         return f"; the overrides {' '.join(changed)} change the model: resume without them" if changed else ""
 
+    def fit(self, model) -> tuple[Path, dict]:
+        """(path, state) of the newest checkpoint whose tensors also fit the run's ``model``: the one
+        loaded, or an older one when it was picked automatically (skipped ones reported). Model
+        overrides that change the tensors, or a named file, are left for ``check_model_state`` to report."""
+        older, map_location, warn = self.rest or ((), "cpu", warn_stderr)
+        if self.model_hint or not older or ckpt.state_mismatch(model, self.state["model"]) is None:
+            return self.path, self.state
+        warn(f"warning: skipping checkpoint {self.path}: does not fit the run's model "
+             f"({ckpt.state_mismatch(model, self.state['model'])})")
+        return ckpt.load_newest(list(older), map_location, ckpt.RESUME_KEYS, warn, check=checker(self.run, model, warn))
 
-def _warn(line: str) -> None:
+
+def warn_stderr(line: str) -> None:
     print(line, file=sys.stderr)
 
 
 def load_resume(target: ResumeTarget, overrides: Sequence[str] | None, map_location="cpu", verbose=True) -> Resumed:
-    """The newest loadable checkpoint of ``target`` (skipped ones reported) and, when ``overrides`` is
-    given (a command line's), the run's own config with them applied (``resume_config``)."""
+    """The newest checkpoint of ``target`` that loads and belongs to the run (skipped ones reported;
+    ``nerflite.engine.ownership``) and, when ``overrides`` is given (a command line's), the run's own
+    config with them applied (``resume_config``)."""
     say = print if verbose else (lambda line: None)
-    path, state = ckpt.load_newest(target.checkpoints, map_location, ckpt.RESUME_KEYS, _warn if verbose else say)
+    warn = warn_stderr if verbose else say
+    run = run_ref(target.run_dir)
+    check = checker(run, None, warn)  # model and dataset; the tensors once the model is built (Resumed.fit)
+    path, state = ckpt.load_newest(target.checkpoints, map_location, ckpt.RESUME_KEYS, warn, check=check)
+    older = target.checkpoints[target.checkpoints.index(path) + 1 :]
     if overrides is None:
-        return Resumed(path, state, None, [])
+        return Resumed(path, state, None, [], run, (older, map_location, warn))
     saved, source = saved_config(target.run_dir, state, path)
     cfg, applied, ignored = resume_config(saved, overrides, source)
     if ignored:
@@ -267,14 +286,14 @@ def load_resume(target: ResumeTarget, overrides: Sequence[str] | None, map_locat
     if applied:
         say(f"resume: applying overrides {' '.join(applied)}")
     check_dataset(cfg, f"{source}", "dataset.path")
-    return Resumed(path, state, cfg, applied)
+    return Resumed(path, state, cfg, applied, run, (older, map_location, warn))
 
 
-def open_run(run: str | Path, ckpt_path: str | Path | None, map_location="cpu") -> tuple[Path, dict]:
-    """(checkpoint, its state) of a run folder to render: ``ckpt_path`` as given, else the newest
-    checkpoint of ``run`` that loads (skipped ones reported). One-line errors naming the folder or file."""
+def run_checkpoints(run: str | Path, ckpt_path: str | Path | None) -> list[Path]:
+    """The checkpoints to try for a run folder, newest first: ``ckpt_path`` alone when given. One-line
+    ``RunError`` naming the folder when it is missing or holds none."""
     if ckpt_path:
-        return Path(ckpt_path), ckpt.load_checkpoint(ckpt_path, map_location, ckpt.MODEL_KEYS)
+        return [Path(ckpt_path)]
     run = Path(run)
     if not run.exists():
         raise RunError(f"run={run}: no such run folder")
@@ -286,29 +305,14 @@ def open_run(run: str | Path, ckpt_path: str | Path | None, map_location="cpu") 
             f"run={run}: no checkpoint in {run / ckpt.CKPT_DIR} (not a run folder, or the run stopped before "
             "writing one)"
         )
-    return ckpt.load_newest(found, map_location, ckpt.MODEL_KEYS, _warn)
+    return found
 
 
-def run_config(state: dict, path: Path, dataset_path: str | None = None) -> DictConfig:
-    """The config a checkpoint records, with ``dataset_path`` (a dataset that moved) put in."""
-    try:
-        cfg = OmegaConf.create(state["config"])
-    except Exception as e:  # noqa: BLE001  (yaml's parser errors)
-        raise ckpt.CheckpointError(path, f"its config is not readable ({str(e).splitlines()[0]})") from e
-    if not isinstance(cfg, DictConfig) or "model" not in cfg or "dataset" not in cfg:
-        raise ckpt.CheckpointError(path, "its config has no dataset / model section")
-    if dataset_path:
-        cfg.dataset.path = str(Path(dataset_path).resolve())
-    check_dataset(cfg, str(path), "dataset_path")
-    return cfg
+def open_run(run: str | Path, ckpt_path: str | Path | None, map_location="cpu", check=None) -> tuple[Path, dict]:
+    """(checkpoint, its state) of a run folder to render: ``ckpt_path`` as given, else the newest
+    checkpoint of ``run`` that loads (skipped ones reported); ``check`` as in ``ckpt.load_newest``
+    (``ownership.checker``). One-line errors naming the folder or file."""
+    return ckpt.load_newest(run_checkpoints(run, ckpt_path), map_location, ckpt.MODEL_KEYS, warn_stderr, check=check)
 
 
-def check_dataset(cfg: DictConfig, source: str, key: str) -> None:
-    """``RunError`` when the run's dataset folder is gone (a generated synthetic scene is remade instead)."""
-    if cfg.dataset.get("synthetic") is not None:
-        return
-    data = Path(str(cfg.dataset.path))
-    if not data.exists():
-        raise RunError(
-            f"dataset {data} (the run's dataset.path, from {source}) does not exist: if it moved, pass {key}=NEW_FOLDER"
-        )
+__all__ = ["RunError", "check_dataset", "run_config", "with_dataset"]  # (from ownership, for callers of this module)

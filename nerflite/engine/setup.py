@@ -6,6 +6,7 @@ Shared by training and rendering, so both read a run's config the same way.
 from __future__ import annotations
 
 import random
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -50,11 +51,17 @@ def ensure_synthetic(dcfg: DictConfig) -> None:
     tmp.replace(out)  # a half-written scene is never mistaken for a complete one
 
 
-def build_scene(dcfg: DictConfig) -> Scene:
+def build_scene(dcfg: DictConfig, report: bool = False) -> Scene:
+    """The dataset's Scene; ``report``: print the reader's warnings (a guessed scale, a 360-degree
+    capture taken out of NDC, damaged poses, ...) as ``warning: dataset PATH: ...`` lines on stderr,
+    as the inspector lists them, so a run never starts on a silently changed reading."""
     from nerflite.engine.config import DatasetSchema
 
     ensure_synthetic(dcfg)
-    return load_scene(to_dataclass(dcfg, DatasetSchema))
+    scene = load_scene(to_dataclass(dcfg, DatasetSchema))
+    for note in scene.metadata.get("warnings", []) if report else []:
+        print(f"warning: dataset {scene.root}: {note}", file=sys.stderr)
+    return scene
 
 
 def check_ray_space(model_cls: type, name: str, scene: Scene) -> None:

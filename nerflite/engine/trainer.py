@@ -58,7 +58,7 @@ class _Parts:
         """Scene, model, datamanager and optimizer; seeded, so every rank starts from the same weights."""
         seed_everything(cfg.seed)
         if info.is_main:  # generate a synthetic scene once, before the other ranks read it
-            scene = build_scene(cfg.dataset)
+            scene = build_scene(cfg.dataset, report=True)
         D.barrier(info)
         if not info.is_main:
             scene = build_scene(cfg.dataset)
@@ -141,10 +141,11 @@ def _train(cfg: DictConfig, info: D.DistInfo, run_dir, overrides) -> TrainResult
     model, dm = parts.model, parts.dm
     start = 0
     if resumed is not None:
-        start = parts.restore(resumed.state, resumed.path, resumed.model_hint)
+        path, state = resumed.fit(model)  # the newest of this run's checkpoints that fits its model
+        start = parts.restore(state, path, resumed.model_hint)
         if info.is_main:
-            print(f"resuming {run_dir} from {resumed.path.name} (step {start})")
-        resumed = None  # frees the loaded tensors (the model and optimizer hold copies)
+            print(f"resuming {run_dir} from {path.name} (step {start})")
+        resumed = state = None  # frees the loaded tensors (the model and optimizer hold copies)
 
     resolved = OmegaConf.to_yaml(cfg, resolve=True)
     if info.is_main:

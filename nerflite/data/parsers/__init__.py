@@ -83,7 +83,8 @@ def _probe_llff(root: Path) -> Found:
 
 def _probe_neus(root: Path) -> Found:
     cameras = any(p.is_file() for p in root.glob("cameras*.npz"))  # cameras_sphere.npz, cameras.npz...
-    return Found(cameras, any((root / n).is_dir() for n in ("image", "images", "rgb")))
+    images = any((root / n).is_dir() for n in ("image", "images", "rgb")) or any(root.glob("*_rgb.png"))  # MonoSDF
+    return Found(cameras, images)
 
 
 def _probe_nerfies(root: Path) -> Found:
@@ -104,7 +105,7 @@ PROBES: dict[str, Callable[[Path], Found]] = {
     "blender": lambda root: _probe_json(root, "transforms_train.json", timed=False),  # + the frames' images
     "dnerf": lambda root: _probe_json(root, "transforms_train.json", timed=True),  # Blender's, frames with 'time'
     "llff": _probe_llff,  # poses_bounds.npy + images/ or images_N/
-    "neus": _probe_neus,  # cameras_sphere.npz or cameras.npz + image/
+    "neus": _probe_neus,  # cameras_sphere.npz or cameras.npz + image/ (or MonoSDF's *_rgb.png)
     "colmap": _probe_colmap,  # sparse/0/ (or sparse/) with a model + images/ (not beside poses_bounds.npy)
     "transforms": lambda root: _probe_json(root, "transforms.json"),  # instant-ngp / nerfstudio + images
     "nerfies": _probe_nerfies,  # dataset.json + camera/ + rgb/<F>x/

@@ -38,6 +38,8 @@ from nerflite.cameras import opengl_to_opencv
 from nerflite.data.images import image_size
 from nerflite.data.parsers.common import (
     IMAGE_EXTENSIONS,
+    check_finite,
+    check_sizes,
     clean_rotations,
     focus_point,
     frame_time,
@@ -94,8 +96,7 @@ def frame_intrinsics(meta: dict, frame: dict, width: int, height: int, json_path
 
 
 def _intrinsics(get, width: int, height: int, json_path: Path, i: int) -> tuple:
-    # the size the intrinsics refer to: explicit w/h when given, else the image itself
-    ref_w, ref_h = float(get("w") or width), float(get("h") or height)
+    ref_w, ref_h = recorded_size(get, width, height, json_path, i)
     fx = fy = None
     if get("fl_x") is not None:
         fx = float(get("fl_x"))
@@ -117,6 +118,22 @@ def _intrinsics(get, width: int, height: int, json_path: Path, i: int) -> tuple:
     return fx * sx, fy * sy, cx * sx, cy * sy
 
 
+def recorded_size(get, width: int, height: int, json_path: Path, i: int) -> tuple[float, float]:
+    """The size the intrinsics refer to: explicit ``w``/``h`` when given, else the image itself."""
+    ref_w, ref_h = float(get("w") or width), float(get("h") or height)
+    if not (math.isfinite(ref_w) and math.isfinite(ref_h) and ref_w > 0 and ref_h > 0):
+        raise DatasetError(json_path, f"frame {i}: w and h must be positive numbers, got {get('w')}, {get('h')}")
+    return ref_w, ref_h
+
+
+def frame_size(meta: dict, frame: dict, width: int, height: int, json_path: Path, i: int) -> tuple[float, float]:
+    """``recorded_size`` of a frame (its keys win over the file's)."""
+    try:
+        return recorded_size(lambda key: frame.get(key, meta.get(key)), width, height, json_path, i)
+    except (TypeError, ValueError):
+        raise DatasetError(json_path, f"frame {i}: w and h are not numbers") from None
+
+
 def _tan_half(angle: float, json_path: Path, i: int) -> float:
     if not 0.0 < angle < math.pi:
         raise DatasetError(json_path, f"frame {i}: field of view {angle} is not between 0 and pi radians")
@@ -131,10 +148,9 @@ def frame_pose(frame: dict, json_path: Path, i: int) -> np.ndarray:
         m = np.asarray(frame["transform_matrix"], dtype=np.float64)
     except (TypeError, ValueError):
         raise DatasetError(json_path, f"frame {i}: transform_matrix is not a numeric matrix") from None
-    if m.shape not in ((4, 4), (3, 4)) or not np.isfinite(m).all():
-        problem = f"frame {i}: transform_matrix must be a finite 4x4 matrix, got shape {m.shape}"
-        raise DatasetError(json_path, problem)
-    return m[:3, :4]
+    if m.shape not in ((4, 4), (3, 4)):
+        raise DatasetError(json_path, f"frame {i}: transform_matrix must be a 4x4 matrix, got shape {m.shape}")
+    return check_finite(m[:3, :4], json_path, f"frame {i}: transform_matrix")
 
 
 def capture_center(c2w: np.ndarray) -> np.ndarray:
@@ -162,6 +178,7 @@ def load_blender(cfg: DatasetConfig, dynamic: bool = False) -> Scene:
 
     paths, fx, fy, cx, cy, widths, heights, poses, times = [], [], [], [], [], [], [], [], []
     mask_paths: list[Path | None] = []
+    on_disk, recorded = [], []  # [w, h] of each image file, and the w, h its intrinsics are for
     notes: list[str] = []
     split_idx: dict[str, list[int]] = {}
     for split, json_path in present.items():
@@ -181,6 +198,7 @@ def load_blender(cfg: DatasetConfig, dynamic: bool = False) -> Scene:
             image = resolve_image(root, frame["file_path"], json_path)
             w, h = image_size(image)
             intr = frame_intrinsics(meta, frame, w, h, json_path, i)
+            on_disk.append((w, h)), recorded.append(frame_size(meta, frame, w, h, json_path, i))
             w2, h2 = scaled_size(w, h, cfg.downscale)
             sx, sy = w2 / w, h2 / h
             mask = frame.get("mask_path")
@@ -194,6 +212,8 @@ def load_blender(cfg: DatasetConfig, dynamic: bool = False) -> Scene:
             fx.append(intr[0] * sx), fy.append(intr[1] * sy), cx.append(intr[2] * sx), cy.append(intr[3] * sy)
             widths.append(w2), heights.append(h2), poses.append(pose)
 
+    check_sizes(paths, np.array(on_disk, np.float64), np.array(recorded, np.float64),
+                present["train"] if len(present) == 1 else root / "transforms_*.json", notes)
     if any(mask_paths) and not all(mask_paths):
         with_mask = sum(map(bool, mask_paths))
         notes.append(f"only {with_mask} of {len(paths)} frames have a mask_path: masks ignored")

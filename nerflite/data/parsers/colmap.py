@@ -27,7 +27,7 @@ from nerflite.data.images import image_size
 from nerflite.data.parsers import colmap_io as cio
 from nerflite.data.parsers.colmap_frame import apply_similarity, frame_scene, normalisation
 from nerflite.data.parsers.common import (
-    IMAGE_EXTENSIONS, holdout_splits, make_cameras, natural_key, scaled_size,
+    IMAGE_EXTENSIONS, check_finite, check_sizes, holdout_splits, make_cameras, natural_key, scaled_size,
 )
 from nerflite.data.parsers.llff import NDC_NEAR_PLANE, choose_folder
 from nerflite.data.scene import DatasetError, Scene
@@ -37,6 +37,7 @@ if TYPE_CHECKING:
 
 SUPPORTED = ("SIMPLE_PINHOLE", "PINHOLE", "SIMPLE_RADIAL", "RADIAL", "OPENCV", "OPENCV_FISHEYE",
              "FULL_OPENCV", "SIMPLE_RADIAL_FISHEYE", "RADIAL_FISHEYE")  # FULL_OPENCV only with k4 = k5 = k6 = 0
+POSE_NAMES = ["QW", "QX", "QY", "QZ", "TX", "TY", "TZ"]  # an images file's pose columns
 MIN_REGISTERED = 0.8  # warn when fewer image files than this are registered
 
 
@@ -74,6 +75,7 @@ def find_model(root: Path, notes: list[str]) -> Path:
 def camera_intrinsics(cam: cio.Camera, source: Path) -> tuple[float, float, float, float, np.ndarray, bool]:
     """``fx, fy, cx, cy``, distortion [6] (k1, k2, k3, k4, p1, p2) and fisheye of a COLMAP camera."""
     p, d = cam.params, np.zeros(N_DISTORTION)
+    check_finite(p, source, f"camera {cam.id}'s parameters", cio.PARAM_NAMES.get(cam.model))
     m = cam.model
     if m in ("SIMPLE_PINHOLE", "SIMPLE_RADIAL", "RADIAL", "SIMPLE_RADIAL_FISHEYE", "RADIAL_FISHEYE"):
         fx = fy = p[0]
@@ -185,19 +187,8 @@ def load_colmap(cfg: DatasetConfig) -> Scene:
     sizes = np.array([image_size(p) for p in paths], np.float64)  # [n, 2] on disk
     model_wh = np.array([[model.cameras[im.camera_id].width, model.cameras[im.camera_id].height] for im in images],
                         np.float64)
-    sx, sy = sizes[:, 0] / model_wh[:, 0], sizes[:, 1] / model_wh[:, 1]
-    if np.any(np.abs(sx / sy - 1) > 0.01):
-        i = int(np.argmax(np.abs(sx / sy - 1)))
-        raise DatasetError(paths[i], f"is {sizes[i, 0]:g}x{sizes[i, 1]:g} but its camera {images[i].camera_id} in "
-                                     f"{cams_file.name} is {model_wh[i, 0]:g}x{model_wh[i, 1]:g}: not the same "
-                                     "aspect ratio (cropped or rotated after SfM?)")
     expect = 1.0 / float(folder.name.split("_")[1]) if folder.name != "images" else 1.0
-    off = np.flatnonzero(np.abs(sx / expect - 1) > 0.01)
-    if len(off):
-        i = off[0]
-        notes.append(f"{len(off)} images are {sx[i]:.3g}x the size of their camera in {cams_file.name} (e.g. "
-                     f"{images[i].name}: {sizes[i, 0]:g}x{sizes[i, 1]:g}, camera {model_wh[i, 0]:g}x"
-                     f"{model_wh[i, 1]:g}): intrinsics scaled to the files")
+    check_sizes(paths, sizes, model_wh, cams_file, notes, expect)
     out_wh = np.array([scaled_size(w, h, resize) for w, h in sizes], np.float64)
     k = np.array([per_cam[im.camera_id][:4] for im in images])  # [n, 4] fx, fy, cx, cy at the model size
     s = out_wh / model_wh  # [n, 2]
@@ -205,11 +196,16 @@ def load_colmap(cfg: DatasetConfig) -> Scene:
     fish = np.array([per_cam[im.camera_id][5] for im in images])
 
     # poses, points, frame
+    for im in images:
+        check_finite(np.concatenate([im.qvec, im.tvec]), imgs_file, f"image {im.name}'s pose", POSE_NAMES)
     c2w = colmap_c2w(np.stack([im.qvec for im in images]), np.stack([im.tvec for im in images]))
-    if not np.all(np.isfinite(c2w)):
-        raise DatasetError(imgs_file, "camera poses contain NaN or infinite values")
-    pts = model.points
-    fr = frame_scene(c2w, pts, observed_points(images, pts.ids), cfg, notes)
+    pts, pts_file = model.points, model_dir / f"points3D{ext}"
+    check_finite(pts.xyz, pts_file, "a point's position", ["X", "Y", "Z"], row="point")
+    if not len(pts):
+        what = "holds no points" if pts_file.is_file() else "is missing"
+        notes.append(f"{pts_file.relative_to(root)} {what}: the scene's frame, scale and bounds come from the cameras "
+                     "alone (guessed from where their views converge), and forward-facing vs 360 from their directions")
+    fr = frame_scene(c2w, pts, observed_points(images, pts.ids), cfg, notes, pts_file)
     c2w = fr.c2w
 
     names = [im.name for im in images]

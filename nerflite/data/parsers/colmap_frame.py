@@ -5,22 +5,30 @@ Steps (``frame_scene``; ``scene_from_world`` records them, its inverse is the sc
 
 1. Inlier points: sparse points inside the per-axis [1st, 99th] percentile box, so stray
    far-away or near-camera points do not move the frame.
-2. Forward-facing or 360: forward-facing when every camera looks within 45 degrees of the mean
-   viewing direction and 95% of the inlier points lie in front of the mean camera (never with
-   ``spherify``).
+2. Forward-facing or 360: forward-facing when the cameras look within 45 degrees of their mean
+   viewing direction (80% of them at least: a few others are named as damaged poses) and 95% of
+   the inlier points lie in front of the mean camera (never with ``spherify``; without points the
+   directions alone decide: ``common.looks_forward``, the LLFF reader's rule too). A note says which was chosen and why
+   (``common.capture_note``, as the LLFF reader's).
 3. Forward-facing: the mean camera becomes the identity looking down -z (as LLFF), and the scale
    puts the nearest content (1st percentile of the inlier depths) at ``1 / bd_factor``; NDC when
    ``ndc``. 360: the point nearest all optical axes (else the median point) becomes the origin, the
    mean camera up axis +z, and the scale makes the content radius 1 (1.1 x the 99th-percentile
    inlier distance from the origin, at most 0.9 x the nearest camera's distance).
+   Without points (a model without its points3D file) the cameras alone set the frame, which needs
+   views that converge on a point (else an error): forward-facing, the content is taken from 0.5 to
+   1.5 x the depth where they converge; 360, that point is the origin and the radius half the
+   nearest camera's distance. Either keeps the cameras about as far from the content as the
+   points would (a test compares both on one capture).
 4. Per-view bounds: the 1st and 99th percentiles of the distances (and z-depths) of the inlier
    points each image observes, times 0.9 and 1.1; ``near``/``far`` are their extremes (360:
-   widened to cover the unit sphere). Without points they are guessed from the camera spread.
+   widened to cover the unit sphere). Without points they follow step 3's guess.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
+from pathlib import Path
 from typing import TYPE_CHECKING
 
 import numpy as np
@@ -29,12 +37,12 @@ from torch import Tensor
 
 from nerflite.camera_paths import focus_depth_from_bounds, orbit_from_cameras, spiral_path
 from nerflite.data.parsers.colmap_io import Points3D
-from nerflite.data.parsers.common import focus_point, normalize
+from nerflite.data.parsers.common import capture_note, converging_point, looks_forward, normalize, view_angles
+from nerflite.data.scene import DatasetError
 
 if TYPE_CHECKING:
     from nerflite.data.parsers import DatasetConfig
 
-FORWARD_COS = np.cos(np.radians(45.0))  # forward-facing: every view within this of the mean direction
 FRONT_FRACTION = 0.95  # forward-facing: at least this share of the inlier points in front of the mean camera
 
 
@@ -101,17 +109,24 @@ def normalisation(c2w: np.ndarray, pts: np.ndarray, forward: bool, bd_factor: fl
         move = np.linalg.inv(frame)
         depth = (pts - mean_c) @ mean_f if len(pts) else np.zeros(0)
         near = np.percentile(depth[depth > 0], 1) if (depth > 0).sum() >= 3 else None
-        if near is None:
+        focus = converging_point(c2w)
+        if near is None and focus is not None:  # from the cameras alone: content from 0.5 to 1.5 x that depth
+            near = 0.5 * float((focus - mean_c) @ mean_f)
+            notes.append(f"no sparse points: the content is assumed from 0.5 to 1.5 times the depth where the views "
+                         f"converge ({2 * near:.3g} units in front of the mean camera); set dataset.near / dataset.far "
+                         "(ndc=false) if this is wrong")
+        elif near is None:
             spread = float(np.linalg.norm(centers - mean_c, axis=1).max()) or 1.0
             near = 10.0 * spread
             notes.append("no sparse points in front of the cameras: the nearest content is guessed at 10x "
                          "the camera spread (set dataset.near / dataset.far if this is wrong)")
         scale = 1.0 / (near * (bd_factor if bd_factor > 0 else 1.0))
         return np.diag([scale, scale, scale, 1.0]) @ move
-    center = focus_point(c2w)
+    center = converging_point(c2w)
+    if center is None:
+        center = np.median(pts, axis=0) if len(pts) else centers.mean(0)
     cam_d = np.linalg.norm(centers - center, axis=1)
-    in_front = ((center - centers) * fwd).sum(1) > 0
-    if not np.isfinite(center).all() or in_front.mean() < 0.9 or cam_d.min() < 1e-9:
+    if cam_d.min() < 1e-9:
         center = np.median(pts, axis=0) if len(pts) else centers.mean(0)
         cam_d = np.linalg.norm(centers - center, axis=1)
     up = -normalize(c2w[:, :, 1].sum(0))
@@ -133,28 +148,33 @@ def normalisation(c2w: np.ndarray, pts: np.ndarray, forward: bool, bd_factor: fl
 
 
 def frame_scene(c2w: np.ndarray, pts: Points3D, observed: list[np.ndarray], cfg: DatasetConfig,
-                notes: list[str]) -> Framing:
+                notes: list[str], points_file: Path | None = None) -> Framing:
     """The scene frame and bounds for cameras [n, 3, 4] (COLMAP world, nerflite axes) and sparse
-    points; ``observed[i]`` indexes the points view ``i`` sees."""
-    n = len(c2w)
+    points; ``observed[i]`` indexes the points view ``i`` sees. Without points the frame comes from
+    the cameras alone (step 3), which needs views that converge: else a DatasetError naming
+    ``points_file``."""
     good = inlier_points(pts.xyz)
     fwd = normalize(c2w[:, :, 2])
     mean_f = normalize(fwd.sum(0))
-    front = float(((pts.xyz[good] - c2w[:, :, 3].mean(0)) @ mean_f > 0).mean()) if good.any() else 1.0
-    cos = float((fwd @ mean_f).min())
-    forward = bool(not cfg.spherify and n > 1 and cos > FORWARD_COS and front >= FRONT_FRACTION)
+    front = float(((pts.xyz[good] - c2w[:, :, 3].mean(0)) @ mean_f > 0).mean()) if good.any() else None
+    angles = view_angles(c2w)
+    forward = bool(not cfg.spherify and looks_forward(angles) and (front is None or front >= FRONT_FRACTION))
+    if front is None and converging_point(c2w) is None:
+        raise DatasetError(points_file or "points3D", "no sparse points, and the cameras' views do not converge on a "
+                                                      "point: the scene's scale and bounds cannot be told from the "
+                                                      "cameras alone (restore the model's points3D file)")
     scene_from_world = normalisation(c2w, pts.xyz[good], forward, cfg.bd_factor, notes)
     c2w = apply_similarity(scene_from_world, c2w)
     xyz = pts.xyz @ scene_from_world[:3, :3].T + scene_from_world[:3, 3]
     z_b, d_b = view_bounds(c2w, [i[good[i]] for i in observed], xyz)
     cam_d = np.linalg.norm(c2w[:, :, 3], axis=1)
     if forward:
-        z_b = fill_bounds(z_b, (1.0 / max(cfg.bd_factor, 1e-6), 100.0))
+        nearest = 1.0 / max(cfg.bd_factor, 1e-6)  # where the normalisation put the nearest content
+        z_b = fill_bounds(z_b, (nearest, 3.0 * nearest if front is None else 100.0))  # no points: 0.5 .. 1.5 x focus
         d_b = fill_bounds(d_b, (float(z_b[:, 0].min()), 1.5 * float(z_b[:, 1].max())))
         ndc = bool(cfg.ndc)
-        notes.append(f"forward-facing capture (views within {np.degrees(np.arccos(np.clip(cos, -1, 1))):.0f} deg "
-                     f"of their mean direction, {100 * front:.0f}% of the points in front)"
-                     + (": rays in NDC" if ndc else "; ndc=false: rays in scene units, far may be large"))
+        points = "; no sparse points" if front is None else f", {100 * front:.0f}% of the points in front"
+        notes.append(capture_note(True, angles, ndc, points))
         mid = 0.5 * (z_b.min() + z_b.max())
         center, radius = np.array([0.0, 0.0, -mid]), 0.5 * (z_b.max() - z_b.min()) + float(cam_d.max())
         focus = focus_depth_from_bounds(float(z_b.min()) * 0.9, float(z_b.max()) * 5.0)
@@ -162,6 +182,9 @@ def frame_scene(c2w: np.ndarray, pts: Points3D, observed: list[np.ndarray], cfg:
         near, far = (0.0, 1.0) if ndc else (float(d_b[:, 0].min()), float(d_b[:, 1].max()))
     else:  # 360: the bounds also cover the unit sphere around the origin
         ndc, center, radius = False, np.zeros(3), 1.0
+        why = ("dataset.spherify=true" if cfg.spherify else f"only {100 * front:.0f}% of the points in front of the "
+               "cameras" if looks_forward(angles) else "")
+        notes.append(capture_note(False, angles, False, why))
         d_b = fill_bounds(d_b, (float(cam_d.min()) - 1.0, float(cam_d.max()) + 1.0))
         z_b = fill_bounds(z_b, (float(d_b[:, 0].min()), float(d_b[:, 1].max())))
         near = max(min(float(d_b[:, 0].min()), float(cam_d.min()) - 1.0), 0.01 * float(cam_d.min()))

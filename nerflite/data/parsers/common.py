@@ -122,3 +122,84 @@ def focus_point(c2w: np.ndarray) -> np.ndarray:
     A = np.eye(3)[None] - d[:, :, None] * d[:, None, :]  # [n, 3, 3] projectors orthogonal to d
     lhs, rhs = A.sum(0), (A @ o[:, :, None]).sum(0)[:, 0]
     return np.linalg.lstsq(lhs, rhs, rcond=None)[0]
+
+
+def check_finite(values, source: Path, what: str, names: list[str] | None = None, row: str = "row") -> np.ndarray:
+    """``values`` as float64, or a DatasetError naming ``what`` and its first non-finite entry (NaN
+    or infinity): by ``names`` (of the entries of a vector, of the columns of a matrix) where given,
+    else by index; a matrix's rows are called ``row``."""
+    arr = np.asarray(values, dtype=np.float64)
+    bad = np.argwhere(~np.isfinite(arr))
+    if not len(bad):
+        return arr
+    at = tuple(int(i) for i in bad[0])
+    col = at[-1] if at else 0
+    entry = names[col] if names and col < len(names) else (f"column {col}" if arr.ndim == 2 else f"entry {col}")
+    where = f"{row} {at[0]}, {entry}" if arr.ndim == 2 else entry
+    more = f" (and {len(bad) - 1} more)" if len(bad) > 1 else ""
+    raise DatasetError(source, f"{what} holds a non-finite value: {arr[at]} at {where}{more}")
+
+
+def check_sizes(paths: list[Path], on_disk: np.ndarray, recorded: np.ndarray, source: Path, notes: list[str],
+                expected: float = 1.0) -> None:
+    """Image files against the size their intrinsics were recorded for ([n, 2] width, height each;
+    ``expected``: the scale the image folder should have, e.g. 1/4 for ``images_4/``). Another
+    aspect ratio is an error naming the first such file; another scale a note (the readers scale
+    the intrinsics to the files). COLMAP, transforms.json / Blender and LLFF all say it this way."""
+    sx, sy = on_disk[:, 0] / recorded[:, 0], on_disk[:, 1] / recorded[:, 1]
+    if np.any(np.abs(sx / sy - 1) > 0.01):
+        i = int(np.argmax(np.abs(sx / sy - 1)))
+        raise DatasetError(paths[i], f"is {on_disk[i, 0]:g}x{on_disk[i, 1]:g} but its camera in {source.name} is "
+                                     f"{recorded[i, 0]:g}x{recorded[i, 1]:g}: not the same aspect ratio (cropped "
+                                     "or rotated after calibration?)")
+    off = np.flatnonzero(np.abs(sx / expected - 1) > 0.01)
+    if len(off):
+        i = off[0]
+        notes.append(f"{len(off)} images are {sx[i]:.3g}x the size of their camera in {source.name} (e.g. "
+                     f"{paths[i].name}: {on_disk[i, 0]:g}x{on_disk[i, 1]:g}, camera {recorded[i, 0]:g}x"
+                     f"{recorded[i, 1]:g}): intrinsics scaled to the files")
+
+
+FORWARD_ANGLE = 45.0  # forward-facing: views within this many degrees of their mean direction ...
+FORWARD_SHARE = 0.8  # ... at least this share of them (a few others: damaged poses, named in a note)
+
+
+def view_angles(c2w: np.ndarray) -> np.ndarray:
+    """Each camera's angle in degrees [n] from the cameras' mean viewing direction (c2w [n, 3, 4],
+    any axis convention: the sign of the third column does not change the angles)."""
+    fwd = normalize(c2w[:, :3, 2])
+    mean = normalize(fwd.sum(0))
+    return np.degrees(np.arccos(np.clip(fwd @ mean, -1.0, 1.0)))
+
+
+def looks_forward(angles: np.ndarray) -> bool:
+    """Forward-facing (as opposed to 360-degree) by the viewing directions: the COLMAP and LLFF readers' rule."""
+    return len(angles) > 1 and float((angles <= FORWARD_ANGLE).mean()) >= FORWARD_SHARE
+
+
+def converging_point(c2w: np.ndarray, share: float = 0.9) -> np.ndarray | None:
+    """The point the optical axes converge on (``focus_point``; OpenCV c2w [n, 3, 4], +z forward)
+    when it lies in front of at least ``share`` of the cameras, else None (parallel or diverging views)."""
+    focus = focus_point(c2w)
+    if len(c2w) < 2 or not np.isfinite(focus).all():
+        return None
+    in_front = ((focus - c2w[:, :, 3]) * normalize(c2w[:, :, 2])).sum(1) > 0
+    return focus if in_front.mean() >= share else None
+
+
+def capture_note(forward: bool, angles: np.ndarray, ndc: bool, why: str = "") -> str:
+    """The one line the COLMAP and LLFF readers give about the frame they chose for a capture
+    (``angles``: ``view_angles``; ``why`` adds to or, for a 360-degree one, replaces the reason)."""
+    within = angles <= FORWARD_ANGLE
+    if forward:
+        spread = f"views within {angles.max():.0f} deg of their mean direction"
+        if not within.all():
+            off = np.flatnonzero(~within).tolist()
+            spread = (f"{int(within.sum())} of {len(angles)} views within {FORWARD_ANGLE:.0f} deg of their mean "
+                      f"direction; view(s) {', '.join(map(str, off[:6]))} look up to {angles.max():.0f} deg away: "
+                      "damaged poses?")
+        rays = "rays in NDC" if ndc else "ndc=false: rays in scene units, far may be large"
+        return f"forward-facing capture ({spread}{why}): {rays}"
+    why = why or (f"views up to {angles.max():.0f} deg from their mean direction, {int(within.sum())} of "
+                  f"{len(angles)} within {FORWARD_ANGLE:.0f}")
+    return f"360-degree capture ({why}): normalised into the unit sphere, rays in scene units (no NDC)"

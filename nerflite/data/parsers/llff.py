@@ -1,4 +1,5 @@
-"""LLFF forward-facing format: ``poses_bounds.npy`` and ``images/``, ``images_4/``, ``images_8/``...
+"""LLFF format: ``poses_bounds.npy`` and ``images/``, ``images_4/``, ``images_8/``... Forward-facing
+captures, and 360-degree ones (mip-NeRF 360's scenes use the same files).
 
 ``poses_bounds.npy`` is an N x 17 array, one row per image in sorted file order: a 3x5 matrix
 (row-major) whose first four columns are a camera-to-world [R | t] with the camera axes in the
@@ -11,8 +12,11 @@ Conversion into nerflite's frame, step by step (``scene_from_world`` records eac
    1 / bd_factor (1.33 with the usual 0.75), beyond the NDC near plane at 1.
 3. Recentre: the average camera pose becomes the identity, so cameras sit around the origin and
    look down -z, the frame ``nerflite.cameras.ndc_rays`` expects.
-4. Optionally spherify (360-degree captures): move the point nearest to all optical axes to the
-   origin and scale the cameras to a mean distance of 1. NDC is then off.
+4. Spherify 360-degree captures: move the point nearest to all optical axes to the origin and
+   scale the cameras to a mean distance of 1. NDC is then off. A capture is 360-degree when
+   more than 20% of the views look over 45 degrees away from the mean direction (the COLMAP
+   reader's rule, ``common.looks_forward``), or with ``spherify=true``; a note says so, and names
+   the few views of a forward-facing capture that look elsewhere (``common.capture_note``).
 5. OpenGL -> OpenCV camera axes (``nerflite.cameras.opengl_to_opencv``).
 
 Intrinsics: downscaled folders keep the full-size focal in the file, so ``fx`` is scaled by the
@@ -37,14 +41,20 @@ from nerflite.camera_paths import focus_depth_from_bounds, orbit_from_cameras, s
 from nerflite.cameras import opengl_to_opencv
 from nerflite.data.images import image_size
 from nerflite.data.parsers.common import (
+    FORWARD_ANGLE,
     IMAGE_EXTENSIONS,
+    capture_note,
+    check_finite,
+    check_sizes,
     clean_rotations,
     focus_point,
     holdout_splits,
     list_images,
+    looks_forward,
     make_cameras,
     normalize,
     scaled_size,
+    view_angles,
 )
 from nerflite.data.scene import DatasetError, Scene
 
@@ -52,6 +62,8 @@ if TYPE_CHECKING:
     from nerflite.data.parsers import DatasetConfig
 
 NDC_NEAR_PLANE = 1.0
+# the 17 columns of poses_bounds.npy: the 3x5 matrix row by row (4 pose columns and H / W / focal), then the bounds
+COLUMNS = [f"pose[{r}][{c}]" if c < 4 else ("H", "W", "focal")[r] for r in range(3) for c in range(5)] + ["near", "far"]
 
 
 def read_poses_bounds(path: Path) -> np.ndarray:
@@ -65,9 +77,7 @@ def read_poses_bounds(path: Path) -> np.ndarray:
     if not isinstance(arr, np.ndarray) or arr.ndim != 2 or arr.shape[1] != 17 or arr.shape[0] == 0:
         shape = getattr(arr, "shape", None)
         raise DatasetError(path, f"expected an N x 17 array (3x5 pose + 2 bounds per image), not {shape}")
-    arr = arr.astype(np.float64)
-    if not np.isfinite(arr).all():
-        raise DatasetError(path, "contains NaN or infinite values")
+    arr = check_finite(arr, path, "the array", COLUMNS, row="row (image)")
     if (arr[:, 15:17] <= 0).any() or (arr[:, [4, 9, 14]] <= 0).any():  # bounds, [H, W, focal]
         raise DatasetError(path, "bounds and the [H, W, focal] column must be positive")
     return arr
@@ -218,13 +228,9 @@ def load_llff(cfg: DatasetConfig) -> Scene:
     bounds = arr[:, 15:17].copy()  # [n, 2]
     rec_h, rec_w, focal = poses[:, 0, 4], poses[:, 1, 4], poses[:, 2, 4]  # [n] at the recorded size
     sizes = np.array([image_size(p) for p in images], dtype=np.float64)  # [n, 2] (w, h) on disk
+    factor = float(folder.name.split("_")[1]) if folder.name != "images" else 1.0  # images_N/ holds 1/N-size copies
+    check_sizes(images, sizes, np.stack([rec_w, rec_h], 1), pb_path, notes, 1.0 / factor)
     sx, sy = sizes[:, 0] / rec_w, sizes[:, 1] / rec_h
-    if np.any(np.abs(sx / sy - 1) > 0.01):
-        i = int(np.argmax(np.abs(sx / sy - 1)))
-        notes.append(
-            f"{images[i].name} is {sizes[i, 0]:g}x{sizes[i, 1]:g} but {pb_path.name} records "
-            f"{rec_w[i]:g}x{rec_h[i]:g} (W x H): aspect ratios differ, so the focal length may not fit"
-        )
     out_wh = np.array([scaled_size(w, h, resize) for w, h in sizes], dtype=np.float64)  # [n, 2]
     fx = focal * sx * out_wh[:, 0] / sizes[:, 0]
     fy = focal * sy * out_wh[:, 1] / sizes[:, 1]
@@ -232,6 +238,9 @@ def load_llff(cfg: DatasetConfig) -> Scene:
     # 1. [down, right, back] -> [right, up, back]
     c2w = np.concatenate([poses[:, :, 1:2], -poses[:, :, 0:1], poses[:, :, 2:4]], axis=2)  # [n, 3, 4]
     c2w = clean_rotations(c2w, pb_path, notes)
+    # forward-facing or 360, as the COLMAP reader tells them: every view within 45 degrees of the mean
+    angles = view_angles(c2w)
+    spherify = bool(cfg.spherify or not looks_forward(angles)) and n > 1
     # 2. rescale, 3. recentre, 4. spherify; each step also applied to scene_from_world
     scale = 1.0 / (bounds.min() * cfg.bd_factor) if cfg.bd_factor > 0 else 1.0
     scene_from_world = np.diag([scale, scale, scale, 1.0])
@@ -240,14 +249,16 @@ def load_llff(cfg: DatasetConfig) -> Scene:
     recentre = np.linalg.inv(average_pose(c2w))
     c2w, bounds = transform_poses(recentre, c2w, bounds)
     scene_from_world = recentre @ scene_from_world
-    if cfg.spherify:
+    if spherify:
         sphere = spherify_transform(c2w)
         c2w, bounds = transform_poses(sphere, c2w, bounds)
         scene_from_world = sphere @ scene_from_world
 
     c2w_cv = opengl_to_opencv(torch.from_numpy(c2w)).numpy()  # 5. the one axis conversion
-    ndc = bool(cfg.ndc and not cfg.spherify)
-    if cfg.spherify:
+    ndc = bool(cfg.ndc and not spherify)
+    if spherify != bool(cfg.spherify) or angles.max() > FORWARD_ANGLE:  # not the plain forward-facing LLFF capture
+        notes.append(capture_note(not spherify, angles, ndc, "dataset.spherify=true" if cfg.spherify else ""))
+    if spherify:
         center, radius = np.zeros(3), 1.0
         render = orbit_from_cameras(torch.from_numpy(c2w_cv), torch.zeros(3), cfg.render_frames)
     else:

@@ -1,5 +1,11 @@
 """NeuS / DTU format: ``cameras_sphere.npz`` (or ``cameras.npz``), ``image/`` and optional ``mask/``.
 
+MonoSDF's layout of the same cameras (``cameras.npz`` beside ``000000_rgb.png`` ..., with monocular
+depth / normal cues as ``.npy`` files, which are not used) is read too when its cameras fit its
+image files; MonoSDF's DTU release keeps the cameras of the full 1600x1200 photos and crops and
+resizes in its loader, which nerflite refuses in one line (a principal point outside the image
+means cameras made for images of another size, in any layout).
+
 The npz holds, per image i (sorted file order), ``world_mat_i``: the 4x4 projection
 K [R | t] from world points to pixels, and ``scale_mat_i``: a similarity that maps the unit sphere
 onto the object of interest. ``P = world_mat @ scale_mat`` projects points of the normalised
@@ -23,7 +29,15 @@ import torch
 
 from nerflite.camera_paths import orbit_from_cameras
 from nerflite.data.images import image_size
-from nerflite.data.parsers.common import holdout_splits, list_images, make_cameras, scaled_size
+from nerflite.data.parsers.common import (
+    IMAGE_EXTENSIONS,
+    check_finite,
+    holdout_splits,
+    list_images,
+    make_cameras,
+    natural_key,
+    scaled_size,
+)
 from nerflite.data.scene import DatasetError, Scene
 
 if TYPE_CHECKING:
@@ -64,9 +78,31 @@ def camera_matrix(cams: dict, key: str, path: Path, n_images: int) -> np.ndarray
     if key not in cams:
         raise DatasetError(path, f"no {key} ({n_images} images need world_mat_i and scale_mat_i each)")
     m = cams[key]
-    if m.shape not in ((4, 4), (3, 4)) or not np.isfinite(m).all():
-        raise DatasetError(path, f"{key} must be a finite 4x4 matrix, got shape {m.shape}")
-    return np.vstack([m[:3], [0.0, 0.0, 0.0, 1.0]])
+    if m.shape not in ((4, 4), (3, 4)):
+        raise DatasetError(path, f"{key} must be a 4x4 matrix, got shape {m.shape}")
+    return np.vstack([check_finite(m[:3], path, key), [0.0, 0.0, 0.0, 1.0]])
+
+
+def monosdf_images(root: Path) -> list[Path]:
+    """MonoSDF's layout: ``NNNNNN_rgb.png`` (with ``_depth.npy``, ``_normal.npy``, ``_mask.npy``)
+    beside ``cameras.npz``, no image folder. Its images, in view order ([] for other layouts)."""
+    return sorted((p for p in root.glob("*_rgb.*") if p.suffix.lower() in IMAGE_EXTENSIONS), key=natural_key)
+
+
+def check_principal_point(K: np.ndarray, w: int, h: int, image: Path, cam_path: Path, i: int, monosdf: bool) -> None:
+    """A projection whose principal point lies outside its image belongs to images of another size
+    (cropped or resized after calibration): reading it would put every ray in the wrong place."""
+    cx, cy = K[0, 2] + 0.5, K[1, 2] + 0.5
+    if 0.0 <= cx <= w and 0.0 <= cy <= h:
+        return
+    where = f"world_mat_{i} puts the principal point at ({cx:.1f}, {cy:.1f}), outside its {w}x{h} image {image.name}"
+    if monosdf:
+        raise DatasetError(cam_path, f"{where}: this looks like MonoSDF's layout (cameras.npz with *_rgb.png), whose "
+                                     "cameras are for the images before its loader crops and resizes them "
+                                     "(center_crop_type); nerflite does not support that: use the NeuS / IDR release "
+                                     "of the scene (image/, mask/, cameras_sphere.npz)")
+    raise DatasetError(cam_path, f"{where}: the cameras are for images of another size (cropped or resized after "
+                                 "calibration?)")
 
 
 def load_neus(cfg: DatasetConfig) -> Scene:
@@ -77,18 +113,24 @@ def load_neus(cfg: DatasetConfig) -> Scene:
     if cam_path is None:
         raise DatasetError(root / cfg.cameras_file, "camera file is missing (and no cameras.npz)")
     image_dir = find_dir(root, IMAGE_DIRS)
-    if image_dir is None:
-        raise DatasetError(root / "image", "image folder is missing")
-    images = list_images(image_dir)
+    monosdf = monosdf_images(root) if image_dir is None else []
+    if image_dir is None and not monosdf:
+        raise DatasetError(root / "image", "image folder is missing (expected image/, images/ or rgb/, or "
+                                           "MonoSDF's NNNNNN_rgb.png files beside the camera file)")
+    images = list_images(image_dir) if image_dir is not None else monosdf
     if not images:
         raise DatasetError(image_dir, "no images in the folder")
     n = len(images)
-    mask_dir = find_dir(root, MASK_DIRS) if cfg.masks else None
+    mask_dir = find_dir(root, MASK_DIRS) if cfg.masks and image_dir is not None else None
     masks = None
     if mask_dir is not None:
         masks = list_images(mask_dir)
         if len(masks) != n:
             raise DatasetError(mask_dir, f"{len(masks)} masks but {n} images in {image_dir.name}/")
+    if monosdf:
+        cues = sorted({p.name.split("_", 1)[1] for p in root.glob("*_*.*") if p.suffix == ".npy"})
+        unused = f": its {', '.join('*_' + c for c in cues)} files (monocular cues, masks) are not used" if cues else ""
+        notes.append(f"MonoSDF layout ({n} *_rgb.png beside {cam_path.name}){unused}")
 
     cams = read_cameras_npz(cam_path)
     if "world_mat_0" not in cams:
@@ -111,6 +153,7 @@ def load_neus(cfg: DatasetConfig) -> Scene:
         if abs(K[0, 1]) > 1e-3 * K[0, 0]:
             notes.append(f"view {i}: skew {K[0, 1]:.3g} px of the projection matrix is ignored")
         w, h = image_size(image)
+        check_principal_point(K, w, h, image, cam_path, i, monosdf)
         w2, h2 = scaled_size(w, h, cfg.downscale)
         sx, sy = w2 / w, h2 / h
         fx.append(K[0, 0] * sx), fy.append(K[1, 1] * sy)

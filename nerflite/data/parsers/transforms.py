@@ -7,7 +7,8 @@ nerfstudio's ``ns-process-data`` write it:
 * Intrinsics ``fl_x, fl_y, cx, cy, w, h`` or ``camera_angle_x/y``, at the top level or per frame (a
   frame's keys win); ``cx, cy`` are continuous pixel coordinates (a centred principal point is
   ``w / 2``), the same convention as nerflite's. Images stored at another size than ``w, h``
-  scale the intrinsics.
+  scale the intrinsics, with a warning worded as the COLMAP reader's (``common.check_sizes``);
+  another aspect ratio is an error naming the image.
 * Distortion ``k1, k2, k3, k4, p1, p2`` with nerfstudio's ``camera_model`` (``PINHOLE``,
   ``SIMPLE_PINHOLE``, ``OPENCV``, ``OPENCV_FISHEYE``) or instant-ngp's ``is_fisheye``: stored as
   ``Cameras.distortion`` [n, 6] in that order (k1, k2, k3, k4, p1, p2) and ``Cameras.fisheye`` [n]
@@ -48,9 +49,11 @@ import torch
 from nerflite.camera_paths import orbit_from_cameras
 from nerflite.cameras import opengl_to_opencv
 from nerflite.data.images import image_size
-from nerflite.data.parsers.blender import frame_intrinsics, frame_pose, read_transforms, resolve_image
+from nerflite.data.parsers.blender import frame_intrinsics, frame_pose, frame_size, read_transforms, resolve_image
 from nerflite.data.parsers.colmap import apply_similarity, normalisation
-from nerflite.data.parsers.common import clean_rotations, frame_time, holdout_splits, make_cameras, scaled_size
+from nerflite.data.parsers.common import (
+    check_sizes, clean_rotations, frame_time, holdout_splits, looks_forward, make_cameras, scaled_size, view_angles,
+)
 from nerflite.data.scene import DatasetError, Scene
 
 if TYPE_CHECKING:
@@ -170,13 +173,14 @@ def load_transforms(cfg: DatasetConfig) -> Scene:
                                           f"({first}); {hint}")
         notes.append(f"skipped {len(missing)} of {len(meta['frames'])} frames whose image is missing ({first})")
 
-    fx, fy, cx, cy, widths, heights, poses, dist, fisheye, masks = ([] for _ in range(10))
+    fx, fy, cx, cy, widths, heights, poses, dist, fisheye, masks, on_disk, recorded = ([] for _ in range(12))
     timed = any("time" in frame for _, frame in frames)
     times = [frame_time(frame, json_path, i) for i, frame in frames] if timed else None
     for (i, frame), image in zip(frames, images):
         poses.append(frame_pose(frame, json_path, i))
         w, h = image_size(image)
         intr = frame_intrinsics(meta, frame, w, h, json_path, i)
+        on_disk.append((w, h)), recorded.append(frame_size(meta, frame, w, h, json_path, i))
         w2, h2 = scaled_size(w, h, cfg.downscale)
         sx, sy = w2 / w, h2 / h
         fx.append(intr[0] * sx), fy.append(intr[1] * sy), cx.append(intr[2] * sx), cy.append(intr[3] * sy)
@@ -185,6 +189,7 @@ def load_transforms(cfg: DatasetConfig) -> Scene:
         dist.append(coeffs), fisheye.append(fish)
         mask = frame.get("mask_path")
         masks.append(resolve_image(root, mask, json_path) if mask else None)
+    check_sizes(images, np.array(on_disk, np.float64), np.array(recorded, np.float64), json_path, notes)
     if any(masks) and not all(masks):
         notes.append(f"only {sum(map(bool, masks))} of {len(masks)} frames have a mask_path: masks ignored")
 
@@ -194,6 +199,11 @@ def load_transforms(cfg: DatasetConfig) -> Scene:
     c2w = apply_similarity(move, c2w)  # [n, 3, 4] scene frame: object in the unit sphere
     world_from_scene = np.linalg.inv(move)
     dist_c = np.linalg.norm(c2w[:, :, 3], axis=-1)  # [n]
+    angles = view_angles(c2w)
+    if looks_forward(angles) and not any(k in meta for k in NGP_KEYS):  # the COLMAP / LLFF readers' rule
+        notes.append(f"forward-facing capture (views within {angles.max():.0f} deg of their mean direction): read "
+                     "as an object capture, in the unit sphere around where the views converge (this format has no "
+                     f"NDC); content farther than far={float(dist_c.max()) + 1.0:.3g} is not sampled")
     aabb_scale = _aabb_scale(meta, json_path)
     lens = np.any(dist) or any(fisheye)
     cams = make_cameras(fx, fy, cx, cy, widths, heights, c2w, np.asarray(dist) if lens else None,

@@ -7,12 +7,20 @@ undistortion) and writes COLMAP's layout (``layout.py``): ``DIR/images``, ``DIR/
 ``DIR/sparse/0``. With ``dynamic`` (a moving scene) each frame keeps its time and the folder becomes
 a Nerfies / HyperNeRF capture (``dynamic.py``). Every problem a user can cause is one DatasetError
 naming the file or folder.
+
+Every photo is decoded before anything else (as ``python -m nerflite.data.inspect`` does): a
+photo that is truncated, unreadable or, with one camera for all (the default), of another size
+than the rest is skipped with one warning naming it and why (``--strict``: stop at the first
+instead, one line naming them), so no damaged file reaches the dataset. A video that decodes to
+fewer frames than its header declares is reported the same way.
 """
 
 from __future__ import annotations
 
 import json
+import sys
 import time
+from collections import Counter
 from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -36,37 +44,65 @@ class ProcessConfig:
     matcher: str = "auto"  # auto (exhaustive up to 120 images, else sequential) | exhaustive | sequential
     undistort: bool = False  # write undistorted images and a pinhole model
     overwrite: bool = False  # empty a non-empty output folder instead of refusing
+    strict: bool = False  # stop at a damaged photo (or one of another size) instead of skipping it with a warning
     threads: int = -1  # CPU threads for COLMAP (-1: all)
     seed: int = 0  # COLMAP's random seed
     dynamic: bool = False  # a moving scene: keep each frame's time, write a Nerfies capture (needs a static background)
 
 
-def _read_input(cfg: ProcessConfig, say: Callable[[str], None]):
-    """('video', frames) or ('photos', paths), checked to hold at least MIN_IMAGES views."""
+def _warn(line: str) -> None:
+    print(line, file=sys.stderr, flush=True)
+
+
+def _check_photos(cfg: ProcessConfig, photos: list[Path], warn: Callable[[str], None]) -> tuple[list[Path], list]:
+    """Every photo decoded first: damaged ones (truncated, unreadable, another size than the rest
+    with one camera) are skipped with a warning each (the default), or stop with ``strict``."""
+    good, bad = frames.check_photos(photos, one_size=cfg.single_camera)
+    if bad and cfg.strict:
+        names = ", ".join(p.name for p, _ in bad[1:4]) + (", ..." if len(bad) > 4 else "")
+        others = f" (and {len(bad) - 1} more: {names})" if len(bad) > 1 else ""
+        raise DatasetError(bad[0][0], f"{bad[0][1]}{others}; without --strict such photos are skipped with a warning")
+    for path, problem in bad:
+        warn(f"warning: {path}: {problem}; skipped (--strict stops instead)")
+    return good, [{"file": str(p), "problem": problem} for p, problem in bad]
+
+
+def _read_input(cfg: ProcessConfig, say: Callable[[str], None], warn: Callable[[str], None] = _warn):
+    """('video', frames, []) or ('photos', paths, skipped), checked to hold at least MIN_IMAGES views."""
     src = Path(cfg.input)
     if cfg.frames is not None and cfg.frames < MIN_IMAGES:
         raise ValueError(f"frames must be at least {MIN_IMAGES}, got {cfg.frames}")
     if not src.exists():
         raise DatasetError(src, "input does not exist (expected a folder of photos or a video file)")
     if src.is_dir():
-        photos = frames.folder_images(src)
+        found = frames.folder_images(src)
+        others = frames.other_files(src)
+        if others:
+            kinds = Counter(p.suffix.lower() or "(no extension)" for p in others)
+            warn(f"warning: {src}: {len(others)} file(s) that are not images nerflite reads are left out "
+                 f"({', '.join(f'{k}: {v}' for k, v in kinds.most_common())}; e.g. {others[0].name})")
+        photos, skipped = _check_photos(cfg, found, warn)
         if len(photos) < MIN_IMAGES:
-            raise DatasetError(src, f"only {len(photos)} image(s): structure from motion needs at least {MIN_IMAGES}")
+            bad = f" usable ({len(skipped)} skipped)" if skipped else ""
+            raise DatasetError(src, f"only {len(photos)} image(s){bad}: structure from motion needs at least "
+                                    f"{MIN_IMAGES}")
         picked = frames.pick_images(photos, cfg.frames)
-        say(f"[frames] {len(picked)} of {len(photos)} photos" + (" (sharpest of each segment)" if cfg.frames else ""))
-        return "photos", picked
+        say(f"[frames] {len(picked)} of {len(found)} photos" + (" (sharpest of each segment)" if cfg.frames else "")
+            + (f"; {len(skipped)} skipped (damaged or of another size)" if skipped else ""))
+        return "photos", picked, skipped
     if not frames.is_video(src):
         raise DatasetError(src, f"not a folder of photos or a video file ({', '.join(frames.VIDEO_EXTENSIONS)})")
     total = frames.video_frame_count(src)
-    picked = frames.video_frames(src, VIDEO_FRAMES if cfg.frames is None else cfg.frames)
+    picked = frames.video_frames(src, VIDEO_FRAMES if cfg.frames is None else cfg.frames, warn)
     if len(picked) < MIN_IMAGES:
         raise DatasetError(src, f"only {len(picked)} frame(s): structure from motion needs at least {MIN_IMAGES}")
     say(f"[frames] {len(picked)} of {total} video frames" + (" (sharpest of each segment)" if len(picked) < total else ""))
-    return "video", picked
+    return "video", picked, []
 
 
-def process(cfg: ProcessConfig, say: Callable[[str], None] = print) -> dict:
-    """Run the whole pipeline; returns the summary (also written to ``DIR/process.json``)."""
+def process(cfg: ProcessConfig, say: Callable[[str], None] = print, warn: Callable[[str], None] = _warn) -> dict:
+    """Run the whole pipeline; returns the summary (also written to ``DIR/process.json``). ``warn``
+    gets one ``warning: ...`` line per damaged input skipped."""
     if cfg.camera_model not in CAMERA_MODELS:
         raise ValueError(f"camera_model must be one of {', '.join(CAMERA_MODELS)}, got {cfg.camera_model!r}")
     if cfg.matcher not in MATCHERS:
@@ -79,7 +115,7 @@ def process(cfg: ProcessConfig, say: Callable[[str], None] = print) -> dict:
         raise DatasetError(out, "output folder must not be the input or contain it")
     seconds = {}
     start = time.perf_counter()
-    kind, picked = _read_input(cfg, say)
+    kind, picked, skipped = _read_input(cfg, say, warn)
     layout.prepare_output(out, cfg.overwrite)
     images = out / "images"
     names = layout.write_frames(picked, images) if kind == "video" else layout.copy_photos(picked, images)
@@ -124,6 +160,7 @@ def process(cfg: ProcessConfig, say: Callable[[str], None] = print) -> dict:
         "registered": len(registered),
         "images": len(names),
         "unregistered": missing,
+        "skipped": skipped,  # damaged inputs left out: [{"file", "problem"}]
         "points3D": rec.num_points3D(),
         "mean_reprojection_error_px": round(float(rec.compute_mean_reprojection_error()), 4),
         "camera_model": cams[0].model_name if len(cams) == 1 else sorted({c.model_name for c in cams}),
@@ -154,6 +191,9 @@ def describe(summary: dict) -> str:
         f"next        python -m nerflite.data.inspect {s['out']}",
         f"            python train.py {'dataset=nerfies ' if s.get('nerfies') else ''}dataset.path={s['out']}",
     ]
+    if s.get("skipped"):
+        names = ", ".join(Path(k["file"]).name for k in s["skipped"][:SHOW_UNREGISTERED])
+        lines.insert(1, f"skipped     {len(s['skipped'])} damaged input(s): {names} (see the warnings above)")
     if s["models_found"] > 1:
         lines.insert(1, f"WARNING     COLMAP found {s['models_found']} separate models; the largest is kept")
     return "\n".join(lines)

@@ -2,17 +2,17 @@
 
 from __future__ import annotations
 
-import argparse
 import json
 import sys
 
 from nerflite.data.process import ProcessConfig, describe, process
 from nerflite.data.process.sfm import CAMERA_MODELS, MATCHERS
 from nerflite.data.scene import DatasetError
+from nerflite.utils.cli import ArgumentParser
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(
+    parser = ArgumentParser(
         prog="python -m nerflite.data.process",
         description="Recover camera poses from photos or a video (COLMAP structure from motion) and write a "
                     "dataset nerflite trains on.",
@@ -32,6 +32,9 @@ def main(argv: list[str] | None = None) -> int:
                         help="a moving scene (needs a static background): keep each frame's time and write a "
                              "Nerfies capture")
     parser.add_argument("--overwrite", action="store_true", help="replace the contents of a non-empty --out")
+    parser.add_argument("--strict", action="store_true",
+                        help="stop at a damaged photo (truncated, unreadable, another size than the rest) instead of "
+                             "skipping it with a warning (the default)")
     parser.add_argument("--threads", type=int, default=-1, help="CPU threads for COLMAP (default: all)")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--verbose", action="store_true", help="show COLMAP's own log")
@@ -43,7 +46,7 @@ def main(argv: list[str] | None = None) -> int:
     cfg = ProcessConfig(
         input=args.input, out=args.out, frames=args.frames, camera_model=args.camera_model,
         single_camera=not args.multi_camera, matcher=args.matcher, undistort=args.undistort,
-        overwrite=args.overwrite, threads=args.threads, seed=args.seed, dynamic=args.dynamic,
+        overwrite=args.overwrite, threads=args.threads, seed=args.seed, dynamic=args.dynamic, strict=args.strict,
     )
     try:
         summary = process(cfg, say=lambda line: print(line, flush=True))

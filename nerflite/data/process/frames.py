@@ -8,18 +8,22 @@ dropped without leaving gaps in the capture.
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections import Counter
+from collections.abc import Callable, Iterator
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import cv2
 import numpy as np
 
+from nerflite.data.images import read_image
 from nerflite.data.parsers.common import list_images
 from nerflite.data.scene import DatasetError
 
 VIDEO_EXTENSIONS = (".mp4", ".mov", ".avi", ".mkv", ".webm", ".m4v", ".mpg", ".mpeg")
 CANDIDATES_PER_FRAME = 3  # video: frames decoded per kept frame (the sharpest of each group is kept)
 SHARPNESS_WIDTH = 512  # images are scored at most this wide (the measure compares frames of one input)
+DECODED_SHARE = 0.97  # a video that decodes to fewer of the frames its header declares is reported as damaged
 
 
 def sharpness(rgb: np.ndarray) -> float:
@@ -55,6 +59,38 @@ def folder_images(folder: Path) -> list[Path]:
     if not images:
         raise DatasetError(folder, "no images in the folder (expected .png, .jpg, ...)")
     return images
+
+
+def other_files(folder: Path) -> list[Path]:
+    """Files of ``folder`` that are not images nerflite reads (e.g. ``.heic`` photos, ``.txt`` notes);
+    hidden files left out."""
+    images = set(list_images(folder))
+    return sorted(p for p in folder.iterdir() if p.is_file() and not p.name.startswith(".") and p not in images)
+
+
+def check_photos(photos: list[Path], one_size: bool, workers: int = 4) -> tuple[list[Path], list[tuple[Path, str]]]:
+    """Decode every photo, as the inspector does (``nerflite.data.images``): (the good ones, and
+    ``(photo, problem)`` for each that is empty, truncated or not an image, or, with ``one_size``
+    (one camera for all photos), of another size than most), both in input order."""
+
+    def size(path: Path) -> tuple[int, int] | str:
+        try:
+            img = read_image(path)
+        except DatasetError as e:
+            return e.problem
+        return img.shape[1], img.shape[0]
+
+    with ThreadPoolExecutor(max_workers=max(1, workers)) as pool:  # OpenCV decodes without the GIL
+        found = list(pool.map(size, photos))
+    sizes = Counter(r for r in found if isinstance(r, tuple))
+    common = sizes.most_common(1)[0][0] if sizes else None
+    problems: dict[Path, str] = {p: r for p, r in zip(photos, found) if isinstance(r, str)}
+    if one_size:
+        for p, r in zip(photos, found):
+            if isinstance(r, tuple) and r != common:
+                problems[p] = (f"is {r[0]}x{r[1]}, most photos {common[0]}x{common[1]}: one camera for all photos "
+                               "needs one size (--multi-camera keeps photos of several sizes)")
+    return [p for p in photos if p not in problems], [(p, problems[p]) for p in photos if p in problems]
 
 
 def pick_images(images: list[Path], n_keep: int | None) -> list[Path]:
@@ -100,11 +136,29 @@ def _iter_video(path: Path) -> Iterator[np.ndarray]:
         raise DatasetError(path, f"cannot decode the video ({_reason(e, path)})") from None
 
 
-def video_frames(path: Path, n_keep: int | None) -> list[tuple[int, np.ndarray]]:
+def declared_frames(path: Path) -> int | None:
+    """Frames the video's header declares (duration x frame rate), or None when it does not say."""
+    import imageio.v3 as iio
+
+    try:
+        meta = iio.immeta(path, plugin="FFMPEG")
+        n = float(meta.get("duration") or 0) * float(meta.get("fps") or 0)
+    except (RuntimeError, OSError, ValueError, TypeError):
+        return None
+    return round(n) if np.isfinite(n) and n > 0 else None
+
+
+def video_frames(path: Path, n_keep: int | None, warn: Callable[[str], None] = print) -> list[tuple[int, np.ndarray]]:
     """(frame index, uint8 [H, W, 3]) of ``n_keep`` frames spread over the video (every frame when
     None): ``CANDIDATES_PER_FRAME`` evenly spaced candidates per kept frame, the sharpest of each
-    group kept. One decoding pass holding one frame per group (the sharpest so far)."""
+    group kept. One decoding pass holding one frame per group (the sharpest so far). A video that
+    decodes to fewer frames than its header declares (damaged data dropped by the decoder) is
+    reported through ``warn``."""
     total = video_frame_count(path)
+    declared = declared_frames(path)
+    if declared is not None and total < DECODED_SHARE * declared:
+        warn(f"warning: {path}: decodes to {total} frames, but its header declares {declared}: the file is "
+             "damaged (the frames that do not decode are left out)")
     n_cand = total if n_keep is None else min(total, n_keep * CANDIDATES_PER_FRAME)
     wanted = np.linspace(0, total - 1, n_cand).round().astype(int)
     groups = segments(len(wanted), n_cand if n_keep is None else min(n_keep, n_cand))

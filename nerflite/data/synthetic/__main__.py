@@ -5,14 +5,14 @@ python -m nerflite.data.synthetic --format {blender,llff,neus,dnerf,nerfies} --o
 
 from __future__ import annotations
 
-import argparse
 import time
 
 from nerflite.data.synthetic import DEFAULT_SIZE, DEFAULT_VIEWS, DYNAMIC_FORMATS, FORMATS, generate
+from nerflite.utils.cli import ArgumentParser
 
 
 def main(argv: list[str] | None = None) -> int:
-    ap = argparse.ArgumentParser(
+    ap = ArgumentParser(
         prog="python -m nerflite.data.synthetic",
         description="Write a synthetic dataset with exactly known geometry.",
     )
