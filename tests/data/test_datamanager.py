@@ -1,6 +1,5 @@
 import math
 import os
-import signal
 import threading
 import time
 from pathlib import Path

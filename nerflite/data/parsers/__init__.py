@@ -21,11 +21,13 @@ import torch
 
 from nerflite.data.scene import DatasetError, Scene
 
+
 @dataclass
 class DatasetConfig:
     format: str = "auto"  # auto | blender | dnerf | llff | neus | colmap | transforms | nerfies (auto: from the files)
     path: str = ""  # dataset folder
-    downscale: float = 1.0  # Blender/NeuS: resize factor; LLFF: images_{factor}/ (Nerfies: rgb/{factor}x/) if present, else resize
+    downscale: float = 1.0  # Blender/NeuS: resize factor; LLFF: images_{factor}/ (Nerfies: rgb/{factor}x/) if
+    # present, else resize
     background: list[float] | None = None  # RGB in [0, 1] under RGBA images; None: Blender white, else black
     holdout: int = 8  # formats without a split: every Nth view is val/test (0: none, evaluate on train views)
     llffhold: int = 8  # LLFF: every Nth image is a test (and val) view; 0: evaluate on train views

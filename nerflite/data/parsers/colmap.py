@@ -27,7 +27,13 @@ from nerflite.data.images import image_size
 from nerflite.data.parsers import colmap_io as cio
 from nerflite.data.parsers.colmap_frame import apply_similarity, frame_scene, normalisation
 from nerflite.data.parsers.common import (
-    IMAGE_EXTENSIONS, check_finite, check_sizes, holdout_splits, make_cameras, natural_key, scaled_size,
+    IMAGE_EXTENSIONS,
+    check_finite,
+    check_sizes,
+    holdout_splits,
+    make_cameras,
+    natural_key,
+    scaled_size,
 )
 from nerflite.data.parsers.llff import NDC_NEAR_PLANE, choose_folder
 from nerflite.data.scene import DatasetError, Scene
@@ -173,13 +179,15 @@ def load_colmap(cfg: DatasetConfig) -> Scene:
     paths = [folder / im.name for im in images]
     for im, p in zip(images, paths):
         if im.camera_id not in model.cameras:
-            raise DatasetError(imgs_file, f"image {im.name} uses camera {im.camera_id}, which is not in {cams_file.name}")
+            raise DatasetError(imgs_file,
+                               f"image {im.name} uses camera {im.camera_id}, which is not in {cams_file.name}")
         if not p.is_file():
             raise DatasetError(p, f"image file is missing (registered in {imgs_file.name})")
     n = len(images)
     if n < MIN_REGISTERED * len(files):
         notes.append(f"only {n} of {len(files)} image files in {folder.name}/ are registered in "
-                     f"{model_dir.relative_to(root)} ({100 * n / len(files):.0f}%): the others have no pose and are unused")
+                     f"{model_dir.relative_to(root)} ({100 * n / len(files):.0f}%): the others have no pose "
+                     "and are unused")
 
     # intrinsics of each view, scaled to its file, then by `resize`
     per_cam = {cid: camera_intrinsics(c, cams_file) for cid, c in model.cameras.items()

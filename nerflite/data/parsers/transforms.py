@@ -52,7 +52,14 @@ from nerflite.data.images import image_size
 from nerflite.data.parsers.blender import frame_intrinsics, frame_pose, frame_size, read_transforms, resolve_image
 from nerflite.data.parsers.colmap import apply_similarity, normalisation
 from nerflite.data.parsers.common import (
-    check_sizes, clean_rotations, frame_time, holdout_splits, looks_forward, make_cameras, scaled_size, view_angles,
+    check_sizes,
+    clean_rotations,
+    frame_time,
+    holdout_splits,
+    looks_forward,
+    make_cameras,
+    scaled_size,
+    view_angles,
 )
 from nerflite.data.scene import DatasetError, Scene
 

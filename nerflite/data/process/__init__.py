@@ -38,7 +38,7 @@ VIDEO_FRAMES = 150  # frames kept from a video when --frames is not given
 class ProcessConfig:
     input: str  # a folder of photos or a video file
     out: str  # the dataset folder to write (must be empty or absent, unless overwrite)
-    frames: int | None = None  # keep this many views (evenly spread, sharpest per segment); None: all photos, 150 of a video
+    frames: int | None = None  # views kept (evenly spread, sharpest per segment); None: all photos, 150 of a video
     camera_model: str = "SIMPLE_RADIAL"  # COLMAP camera model (SIMPLE_RADIAL, OPENCV, OPENCV_FISHEYE, ...)
     single_camera: bool = True  # one camera for all photos (always for a video); False: per image size / EXIF
     matcher: str = "auto"  # auto (exhaustive up to 120 images, else sequential) | exhaustive | sequential
@@ -96,7 +96,8 @@ def _read_input(cfg: ProcessConfig, say: Callable[[str], None], warn: Callable[[
     picked = frames.video_frames(src, VIDEO_FRAMES if cfg.frames is None else cfg.frames, warn)
     if len(picked) < MIN_IMAGES:
         raise DatasetError(src, f"only {len(picked)} frame(s): structure from motion needs at least {MIN_IMAGES}")
-    say(f"[frames] {len(picked)} of {total} video frames" + (" (sharpest of each segment)" if len(picked) < total else ""))
+    sharpest = " (sharpest of each segment)" if len(picked) < total else ""
+    say(f"[frames] {len(picked)} of {total} video frames{sharpest}")
     return "video", picked, []
 
 
@@ -132,7 +133,8 @@ def process(cfg: ProcessConfig, say: Callable[[str], None] = print, warn: Callab
     except DatasetError as e:  # name the user's input, not the copy
         raise DatasetError(cfg.input, e.problem) from None
     except RuntimeError as e:
-        raise DatasetError(cfg.input, f"COLMAP failed: {str(e).strip().splitlines()[-1] if str(e).strip() else e}") from None
+        last = str(e).strip().splitlines()[-1] if str(e).strip() else e
+        raise DatasetError(cfg.input, f"COLMAP failed: {last}") from None
     seconds.update(result.seconds)
     rec = result.reconstruction
     model_dir = layout.install_model(rec, out)

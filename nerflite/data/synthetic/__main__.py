@@ -1,6 +1,7 @@
 """Command line: write a synthetic dataset.
 
-python -m nerflite.data.synthetic --format {blender,llff,neus,dnerf,nerfies} --out DIR [--views N] [--size PX] [--seed S]
+python -m nerflite.data.synthetic --format {blender,llff,neus,dnerf,nerfies} --out DIR [--views N] [--size PX]
+    [--seed S]
 """
 
 from __future__ import annotations

@@ -10,8 +10,9 @@ Canonical frame as in ``shapes`` (z up, everything within 0.85 of the origin at 
 
 Each texture is painted in its shape's own moving frame, so a surface point keeps its colour as it
 moves (what a deformation field can learn). Every shape's SDF is exact at every moment; the
-scene's is their union (the minimum: the exact distance outside the shapes). ``moving_parts(t)`` gives the scene at t as ``shapes.Part`` s (the renderer and the
-surface sampler take them as they take the static scene); ``moving_sdf(points, t)`` and
+scene's is their union (the minimum: the exact distance outside the shapes). ``moving_parts(t)``
+gives the scene at t as ``shapes.Part`` s (the renderer and the surface sampler take them as they
+take the static scene); ``moving_sdf(points, t)`` and
 ``moving_surface(n, t, gen)`` are the ground truth tests check geometry against.
 """
 
