@@ -87,41 +87,59 @@ class _Slide(nn.Module):
 
 
 class _Blob(nn.Module):
-    """A canonical field: dense within 0.25 of the box centre (u = 0.5 in [0, 1]^3), empty elsewhere."""
+    """A canonical field: dense within 0.35 of the box centre (u = 0.5 in [0, 1]^3), empty elsewhere."""
 
     def density(self, u):
-        inside = ((u - 0.5) * 2).norm(dim=-1) < 0.25  # grid space: the box [-1, 1]^3
+        inside = ((u - 0.5) * 2).norm(dim=-1) < 0.35  # grid space: the box [-1, 1]^3
         return inside.float() * 1e3, torch.zeros(len(u), 1)
 
 
 def test_the_grid_holds_the_union_over_time_of_a_moving_blob():
     torch.manual_seed(0)
-    cfg = DynamicInstantConfig(**{**TINY, "grid_resolution": 16, "grid_warmup_steps": 100}, **DEFORM)
+    cfg = DynamicInstantConfig(**{**TINY, "grid_resolution": 16, "grid_warmup_steps": 0}, **DEFORM, occ_times=8)
     model = DynamicInstantModel(cfg)
     model.deformation, model.field = _Slide(), _Blob()
-    for step in range(8):  # warm-up updates: every cell at occ_times random moments each
+    model.grid.warmup_steps = 10**6  # every cell visited at every update, each at 8 stratified moments
+    # a single visit already sees both ends of the path: one moment lies in each eighth of [0, 1]
+    ends_now = model.occupancy(torch.tensor([[-0.6, 0.0, 0.0], [0.6, 0.0, 0.0], [0.0, 0.8, 0.0]]))
+    assert (ends_now[:2] > 0).all() and ends_now[2] == 0
+    for step in range(12):
         model.grid.update(step, model.occupancy)
     res = model.grid.resolution
     flat = torch.arange(res**3)
     ijk = torch.stack([flat // res**2, (flat // res) % res, flat % res], -1).float()
     centres = (ijk + 0.5) / res * 2 - 1  # [R^3, 3]
-    half_diag = 3**0.5 / res
+    h = 3**0.5 / res  # half a cell's diagonal: a cell's random point lies within h of its centre
     occupied = model.grid.bitfield[0]
-    for t in torch.linspace(0.0, 1.0, 9):  # cells the blob fills at any of these moments are occupied
+    for t in torch.linspace(0.0, 1.0, 9):
+        # cells well inside the blob at any of these moments are occupied (their points are inside
+        # for a stretch of time that one of the 8 stratified moments hits at almost every update)
         c = torch.tensor([-0.6 + 1.2 * float(t), 0.0, 0.0])
-        inside = (centres - c).norm(dim=-1) < 0.25 - half_diag
+        inside = (centres - c).norm(dim=-1) < 0.35 - 2 * h
         assert inside.any() and occupied[inside].all(), float(t)
     # cells away from the blob's whole path stay empty
-    seg = centres.clone()
-    seg[:, 0] = seg[:, 0].clamp(-0.6, 0.6)
-    far = (centres - seg * torch.tensor([1.0, 0.0, 0.0])).norm(dim=-1) > 0.25 + half_diag
-    assert not occupied[far].any()
-    # the static model's grid (one moment, t = 0.5 for every cell) misses both ends of the path
+    on_path = centres * torch.tensor([1.0, 0.0, 0.0])
+    on_path[:, 0] = on_path[:, 0].clamp(-0.6, 0.6)
+    assert not occupied[(centres - on_path).norm(dim=-1) > 0.35 + h].any()
+    # one moment (t = 0.5 for every cell, as a static model's grid) misses both ends of the path
     mid = model.deformation(centres, torch.full((res**3, 1), 0.5))
     at_mid = model.field.density((centres + mid + 1) / 2)[0] > 0
     ends = ((centres - torch.tensor([-0.6, 0, 0])).norm(dim=-1) < 0.2) | ((centres - torch.tensor([0.6, 0, 0])).norm(
         dim=-1) < 0.2)  # fmt: skip
     assert not at_mid[ends].any() and occupied[ends].all()
+
+
+def test_one_moment_per_cell_during_the_warm_up():
+    """During the warm-up every cell is visited at every update: one moment per visit, then occ_times."""
+    dyn, _ = _pair(grid_warmup_steps=4, occ_times=3)
+    calls = []
+    dyn.deformation.register_forward_hook(lambda mod, args, out: calls.append(len(out)))
+    x = torch.rand(10, 3)
+    dyn.set_step(3)
+    dyn.occupancy(x)
+    dyn.set_step(4)
+    dyn.occupancy(x)
+    assert calls == [10, 30]
 
 
 def test_budgeted_rays_render_whole_and_time_reaches_every_sample():

@@ -43,11 +43,11 @@ class DynamicInstantConfig(InstantConfig):
     name: str = "dynamic_instant"  # model type, selects DynamicInstantModel
     deform_depth: int = 3  # hidden layers of the deformation MLP
     deform_width: int = 64  # channels of its hidden layers
-    deform_pos_freqs: int = 6  # positional-encoding octaves of x (grid space) fed to it
-    deform_time_freqs: int = 6  # octaves of t
+    deform_pos_freqs: int = 4  # positional-encoding octaves of x (grid space) fed to it
+    deform_time_freqs: int = 4  # octaves of t (fewer: smoother motion, better between the training moments)
     zero_canonical: bool = False  # dx = 0 at t = 0 exactly (D-NeRF's canonical frame); else a free canonical space
-    deform_lr_mult: float = 1.0  # learning-rate multiplier of the deformation MLP relative to the field's MLPs
-    occ_times: int = 2  # random moments per cell at each occupancy-grid update (the cell keeps the max)
+    deform_lr_mult: float = 0.2  # learning-rate multiplier of the deformation MLP (1.0 diverged: docs/dynamic.md)
+    occ_times: int = 2  # random moments per visited cell at each grid update after the warm-up (the max counts)
 
 
 def make_deformation(cfg: DynamicInstantConfig) -> TimeDeformation:
@@ -102,8 +102,10 @@ class DynamicInstantModel(InstantModel):
 
     def occupancy(self, x: Tensor) -> Tensor:
         """The grid's ``occ_fn``: max over ``occ_times`` moments (one in each of as many equal parts
-        of [0, 1], at random) of sigma(x + dx(x, t)) * step at grid-space points x [m, 3] -> [m]."""
-        k, m = self.cfg.occ_times, x.shape[0]
+        of [0, 1], at random) of sigma(x + dx(x, t)) * step at grid-space points x [m, 3] -> [m].
+        During the grid's warm-up every cell is visited at every update, so one moment per visit
+        (the union builds up over the updates, the deformation is still near the identity)."""
+        k, m = (1 if self.step < self.cfg.grid_warmup_steps else self.cfg.occ_times), x.shape[0]
         t = (torch.arange(k, device=x.device).repeat_interleave(m) + torch.rand(k * m, device=x.device)) / k
         xs = x.repeat(k, 1)  # [k m, 3], moment-major
 
