@@ -190,3 +190,16 @@ def test_optimizer_groups_state_and_config_checks():
     assert torch.equal(other.deformation(x, t), dyn.deformation(x, t)) and other.step == 7
     with pytest.raises(ValueError, match="occ_times"):
         DynamicInstantModel(DynamicInstantConfig(**TINY, occ_times=0))
+
+
+def test_the_time_code_changes_colours_only():
+    torch.manual_seed(0)
+    dyn = DynamicInstantModel(DynamicInstantConfig(**TINY, **DEFORM, time_color_freqs=2))
+    with torch.no_grad():
+        dyn.field.encoding.table.normal_(0.0, 0.5)
+    assert dyn.field.color_mlp[0].in_features == 16 + TINY["geo_features"] + 5  # [t, sin, cos at 2 octaves]
+    early, late = dynamic_rays(20, times=(0.2,)), dynamic_rays(20, times=(0.8,))
+    with torch.no_grad():  # the deformation is still the identity: the same geometry at both moments
+        a, b = dyn.eval()(early), dyn(late)
+    assert torch.equal(a["depth"], b["depth"]) and torch.equal(a["accumulation"], b["accumulation"])
+    assert not torch.allclose(a["rgb"], b["rgb"])

@@ -32,6 +32,8 @@ from torch import Tensor, nn
 
 from nerflite.fields.batching import chunked_apply
 from nerflite.fields.dnerf_field import TimeDeformation
+from nerflite.fields.encodings import PositionalEncoding
+from nerflite.fields.instant_field import InstantField
 from nerflite.models.base import autocast
 from nerflite.models.dynamic import ray_times
 from nerflite.models.instant import InstantConfig, InstantModel
@@ -48,6 +50,7 @@ class DynamicInstantConfig(InstantConfig):
     zero_canonical: bool = False  # dx = 0 at t = 0 exactly (D-NeRF's canonical frame); else a free canonical space
     deform_lr_mult: float = 0.2  # learning-rate multiplier of the deformation MLP (1.0 diverged: docs/dynamic.md)
     occ_times: int = 2  # random moments per visited cell at each grid update after the warm-up (the max counts)
+    time_color_freqs: int = 0  # octaves of a time code [t, sin, cos, ...] fed to the colour MLP only (0: none)
 
 
 def make_deformation(cfg: DynamicInstantConfig) -> TimeDeformation:
@@ -78,6 +81,13 @@ class DynamicInstantModel(InstantModel):
             raise ValueError(f"DynamicInstantConfig.occ_times must be at least 1, got {cfg.occ_times}")
         super().__init__(cfg, background, sphere_center, sphere_radius, ndc, far)
         self.deformation = make_deformation(cfg)
+        self.time_code = None
+        if cfg.time_color_freqs > 0:  # shading that changes with time (the canonical field's colour cannot)
+            self.time_code = PositionalEncoding(cfg.time_color_freqs, include_input=True, in_dim=1)
+            self.field = InstantField(
+                cfg.n_levels, cfg.n_features, cfg.log2_table_size, cfg.base_resolution, cfg.max_resolution,
+                cfg.hidden, cfg.geo_features, cfg.density_bias, cond_dim=self.time_code.out_dim,
+            )  # fmt: skip
 
     def canonical(self, x: Tensor, t: Tensor) -> Tensor:
         """Grid-space points x [m, 3] at moments t [m, 1] -> the canonical field's input in [0, 1]^3
@@ -94,8 +104,9 @@ class DynamicInstantModel(InstantModel):
 
         def field(x: Tensor, d: Tensor, tt: Tensor) -> tuple[Tensor, Tensor]:
             u = self.canonical(x, tt)  # [m, 3]
+            cond = None if self.time_code is None else self.time_code(tt)  # [m, 1 + 2 k]
             with autocast(self.cfg.amp, x.device):
-                return self.field(u, d)
+                return self.field(u, d, cond)
 
         sigma, rgb = chunked_apply(field, self.to_field(points), rays.viewdirs[ri], t, netchunk=self.cfg.netchunk)
         return sigma.float(), rgb.float()
