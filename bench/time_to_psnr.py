@@ -1,16 +1,21 @@
 """Quality against wall-clock time: train each model for a fixed budget, PSNR on held-out views.
 
     python bench/time_to_psnr.py --data PATH --models nerf instant [--minutes M] [--size S]
-                                 [--device cpu|cuda] [--evals K] [--eval-views V] [--out DIR]
+                                 [--format blender|dnerf] [--device cpu|cuda] [--evals K]
+                                 [--eval-views V] [--out DIR]
 
-The scene is a Blender-format folder (``/work/shared/data/lego``: its training split), resized to
-S x S (default 100), every 8th view held out. Each model trains in its own process (so peak RSS is
-its own) on random rays of the other views, composited on white, for M minutes of training time;
-at K evenly spaced times (and at the end) training pauses and the model renders the held-out
-views (V of them, default all): that time is not counted. Prints the curves as a table, writes
+``--format blender`` (default): a Blender-format folder (``/work/shared/data/lego``: its training
+split), resized to S x S (default 100), every 8th view held out. ``--format dnerf``: a D-NeRF scene
+(``/work/shared/data/dnerf_standup``), trained on its train split and scored on its TEST views, every
+ray carrying its view's moment (``extras["time"]``, ``nerflite.data.dynamic.ViewTimes``) as the
+trainer's batches do. Each model trains in its own process (so peak RSS is its own) on random rays
+of the training views, composited on white, for M minutes of training time; at K evenly spaced
+times (and at the end) training pauses and the model renders the held-out views (V of them, evenly
+spaced; default all): that time is not counted. Prints the curves as a table, writes
 ``time_to_psnr.png`` (PSNR against minutes, one colour per model: nerf blue, instant orange,
 then green, red, purple) and ``time_to_psnr.json`` in ``--out``, and ends with one JSON line:
-``{"models": {NAME: {"t_s", "psnr", "final_psnr", "steps_per_s", "peak_rss_mb"}}, "size", "device"}``.
+``{"models": {NAME: {"t_s", "psnr", "final_psnr", "steps_per_s", "peak_rss_mb"}}, "size", "device",
+"format", "clock"}``.
 
 Models (``CONTENDERS``; add a row for another model):
 * ``nerf``: the lego recipe shrunk to fit small images and a CPU: 8 x 128 MLPs (paper: 8 x 256),
@@ -23,6 +28,11 @@ Models (``CONTENDERS``; add a row for another model):
 * ``instant_cut``: the same, but every ray cut to its first 64 samples (budget / rays, with
   budget / 64 rays per step) with the background composited behind the cut: how ``lego_fast``
   sampled before whole rays, the baseline the fix is measured against.
+* ``dnerf`` (D-NeRF scenes): the reference D-NeRF shrunk as ``nerf``: 8 x 128 canonical and
+  deformation MLPs (paper: 8 x 256), 32 coarse + 64 fine samples (paper: 64 + 128), 1024 rays per
+  step, Adam 5e-4.
+* ``dynamic_instant`` (D-NeRF scenes): ``experiment=dnerf_fast``'s model and sampler: ``instant``'s
+  field, grid and sampler (the same CPU sizes) reached through the 3 x 64 deformation MLP.
 
 For the instant models each evaluation also records the last training step's occupied fraction
 of the grid and samples per ray (``occupied``, ``samples_per_ray``), and the end of the run times
@@ -51,6 +61,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from harness import run_each_in_its_own_process, sync  # noqa: E402
 
 from nerflite.cameras import generate_rays  # noqa: E402
+from nerflite.data.dynamic import ViewTimes  # noqa: E402
 from nerflite.data.images import read_image  # noqa: E402
 from nerflite.data.parsers import load_scene  # noqa: E402
 from nerflite.metrics import psnr  # noqa: E402
@@ -73,11 +84,19 @@ def _nerf(scene, device) -> Contender:
     return Contender(model, torch.optim.Adam(model.parameters(), lr=5e-4), 1024)
 
 
-def _instant(scene, device, cls=None) -> Contender:
+def _dnerf(scene, device) -> Contender:
+    from nerflite.models.dnerf import DNeRFConfig, DNeRFModel
+
+    cfg = DNeRFConfig(netwidth=128, n_samples=32, n_importance=64, chunk=4096)
+    model = DNeRFModel(cfg, background=scene.background).to(device)
+    return Contender(model, torch.optim.Adam(model.parameters(), lr=5e-4), 1024)
+
+
+def _instant(scene, device, cls=None, config=None) -> Contender:
     from nerflite.models.instant import InstantConfig, InstantModel
 
-    cfg = InstantConfig(aabb=[-1.5, -1.5, -1.5, 1.5, 1.5, 1.5], grid_resolution=128, steps_per_diagonal=1024,
-                        sample_budget=1 << 18)  # fmt: skip
+    cfg = (config or InstantConfig)(aabb=[-1.5, -1.5, -1.5, 1.5, 1.5, 1.5], grid_resolution=128,
+                                    steps_per_diagonal=1024, sample_budget=1 << 18)  # fmt: skip
     rays = 16384
     if device.type == "cpu":  # the recipe's model and sampler; a smaller batch, a short warm-up
         cfg.sample_budget, rays, cfg.grid_warmup_steps = 1 << 16, 4096, 32
@@ -95,17 +114,26 @@ def _instant_cut(scene, device) -> Contender:
     return c
 
 
+def _dynamic_instant(scene, device) -> Contender:
+    from nerflite.models.dynamic_instant import DynamicInstantConfig, DynamicInstantModel
+
+    return _instant(scene, device, DynamicInstantModel, DynamicInstantConfig)
+
+
 # name -> (scene, device) -> Contender
 CONTENDERS: dict[str, Callable] = {"nerf": _nerf, "instant": _instant, "instant_cut": _instant_cut}
+CONTENDERS.update(dnerf=_dnerf, dynamic_instant=_dynamic_instant)  # scenes that move (--format dnerf)
 COLOURS = [(31, 119, 180), (255, 127, 14), (44, 160, 44), (214, 39, 40), (148, 103, 189)]
 
 
-def load_views(data: str, size: int, device):
-    """(scene, train rays, train colours, [(rays, colours)] of held-out views) at size x size."""
-    scene = load_scene(data, format="blender", holdout=8)
+def load_views(data: str, size: int, device, fmt: str = "blender"):
+    """(scene, train rays, train colours, [(rays, colours)] of held-out views) at size x size:
+    ``blender`` every 8th view held out, ``dnerf`` the test split, rays with their views' moments."""
+    scene = load_scene(data, format=fmt, holdout=8)
     w0 = int(scene.cameras.width[0])
-    scene = load_scene(data, format="blender", holdout=8, downscale=w0 / size)
+    scene = load_scene(data, format=fmt, holdout=8, downscale=w0 / size)
     cams, bg = scene.cameras, torch.tensor(scene.background, dtype=torch.float32)
+    times = ViewTimes.of(scene)  # None for a static scene: no extras
 
     def view(i: int):
         img = torch.from_numpy(read_image(scene.image_paths[i], (size, size))).float() / 255.0
@@ -113,7 +141,7 @@ def load_views(data: str, size: int, device):
         ys, xs = torch.meshgrid(torch.arange(size), torch.arange(size), indexing="ij")
         idx = torch.full((size * size,), i)
         rays = generate_rays(cams, idx, ys.reshape(-1), xs.reshape(-1), scene.near, scene.far)
-        return rays, rgb.reshape(-1, 3)
+        return (rays if times is None else times.attach(rays, idx)), rgb.reshape(-1, 3)
 
     from nerflite.rays import RayBundle
 
@@ -127,8 +155,9 @@ def run_one(args) -> dict:
     """Train one model for the budget; returns its curve (this runs in its own process)."""
     device = torch.device(args.device)
     torch.manual_seed(0)
-    scene, rays, rgb, held = load_views(args.data, args.size, device)
-    held = held[: args.eval_views] if args.eval_views > 0 else held
+    scene, rays, rgb, held = load_views(args.data, args.size, device, args.format)
+    if 0 < args.eval_views < len(held):  # evenly spaced (D-NeRF's test views are in time order)
+        held = [held[i] for i in np.linspace(0, len(held) - 1, args.eval_views).round().astype(int)]
     c = CONTENDERS[args.one](scene, device)
     budget = args.minutes * 60.0
     marks = [budget * (k + 1) / args.evals for k in range(args.evals)]
@@ -250,13 +279,15 @@ def _plot_numpy(results: dict, path: Path, key: str, w: int = 640, h: int = 400)
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--data", required=True, help="Blender-format scene folder (e.g. /work/shared/data/lego)")
+    ap.add_argument("--data", required=True, help="scene folder (e.g. /work/shared/data/lego, .../dnerf_standup)")
     ap.add_argument("--models", nargs="+", default=["nerf", "instant"], choices=sorted(CONTENDERS))
+    ap.add_argument("--format", choices=["blender", "dnerf"], default="blender",
+                    help="blender: every 8th view held out; dnerf: the test split, rays with time")
     ap.add_argument("--minutes", type=float, default=15.0, help="training time per model")
     ap.add_argument("--size", type=int, default=100, help="image side in pixels")
     ap.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
     ap.add_argument("--evals", type=int, default=10, help="evaluations, evenly spaced over the budget")
-    ap.add_argument("--eval-views", type=int, default=0, help="held-out views per evaluation (0: all)")
+    ap.add_argument("--eval-views", type=int, default=0, help="held-out views per evaluation, evenly spaced (0: all)")
     ap.add_argument("--threads", type=int, default=0, help="torch CPU threads (0: torch's default)")
     ap.add_argument("--clock", choices=["wall", "cpu"], default="wall", help="what a minute of training counts")
     ap.add_argument("--out", default="bench_out", help="folder of the plot and the JSON")
@@ -268,21 +299,23 @@ def main() -> None:
         print(json.dumps(run_one(args)))
         return
     results = run_each_in_its_own_process(__file__, args.models, sys.argv[1:])
-    print(f"held-out PSNR (dB) against training time, {args.size}x{args.size}, {args.device}")
-    print(f"{'model':10s} {'steps/s':>8s} {'rss MB':>8s}  curve (t s: PSNR)")
+    held = "test views" if args.format == "dnerf" else "held-out views"
+    print(f"{held} PSNR (dB) against {args.clock} training time, {args.size}x{args.size}, {args.device}")
+    print(f"{'model':15s} {'steps/s':>8s} {'rss MB':>8s}  curve (t s: PSNR)")
     for name, r in results.items():
         curve = "  ".join(f"{t:.0f}: {p:.2f}" for t, p in zip(r["t_s"], r["psnr"]))
-        print(f"{name:10s} {r['steps_per_s']:8.2f} {r['peak_rss_mb']:8.0f}  {curve}")
+        print(f"{name:15s} {r['steps_per_s']:8.2f} {r['peak_rss_mb']:8.0f}  {curve}")
         if "occupied" in r:
             grid = "  ".join(f"{o:.3f}/{s:.0f}" for o, s in zip(r["occupied"], r["samples_per_ray"]))
-            print(f"{'':10s} occupied / samples per ray at each eval: {grid}")
+            print(f"{'':15s} occupied / samples per ray at each eval: {grid}")
             if "render_rays_per_s" in r:
-                print(f"{'':10s} whole images: {r['render_rays_per_s_dense']:.0f} rays/s every sample, "
+                print(f"{'':15s} whole images: {r['render_rays_per_s_dense']:.0f} rays/s every sample, "
                       f"{r['render_rays_per_s']:.0f} rays/s with early stop + block marching")
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
-    summary = {"models": results, "size": args.size, "device": args.device}
-    plot(results, out / "time_to_psnr.png", title=f"{args.size}x{args.size}, {args.device}")
+    summary = {"models": results, "size": args.size, "device": args.device, "format": args.format,
+               "clock": args.clock}  # fmt: skip
+    plot(results, out / "time_to_psnr.png", title=f"{Path(args.data).name} {args.size}x{args.size}, {args.device}")
     (out / "time_to_psnr.json").write_text(json.dumps(summary, indent=1))
     print(json.dumps(summary))
 

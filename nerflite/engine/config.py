@@ -5,7 +5,7 @@ or a value of the wrong type fail when the config is composed, before anything r
 
     dataset      DatasetSchema = the parsers' DatasetConfig + how to generate a synthetic scene
     model        NeRFConfig | NeuSConfig | InstantConfig | NeuSInstantConfig | DNeRFConfig |
-                 HyperNeRFConfig (each names itself in ``model.name``)
+                 HyperNeRFConfig | DynamicInstantConfig (each names itself in ``model.name``)
     datamanager  DataManagerConfig
     trainer      TrainerConfig (below)
     viewer       ViewerConfig (the live browser viewer, nerflite/viewer/)
@@ -24,6 +24,7 @@ from omegaconf import MISSING, OmegaConf
 from nerflite.data.datamanager import DataManagerConfig
 from nerflite.data.parsers import DatasetConfig
 from nerflite.models.dnerf import DNeRFConfig
+from nerflite.models.dynamic_instant import DynamicInstantConfig
 from nerflite.models.hypernerf import HyperNeRFConfig
 from nerflite.models.instant import InstantConfig
 from nerflite.models.nerf import NeRFConfig
@@ -113,6 +114,7 @@ MODEL_SCHEMAS = {"nerf": NeRFConfig, "neus": NeuSConfig, "instant": InstantConfi
 MODEL_SCHEMAS["neus_instant"] = NeuSInstantConfig
 MODEL_SCHEMAS["dnerf"] = DNeRFConfig  # dynamic scenes (docs/dynamic.md)
 MODEL_SCHEMAS["hypernerf"] = HyperNeRFConfig
+MODEL_SCHEMAS["dynamic_instant"] = DynamicInstantConfig  # the fast dynamic model (docs/dynamic.md)
 
 
 def register_configs() -> None:

@@ -130,9 +130,19 @@ def _hypernerf(cfg, scene: Scene) -> Model:
     return HyperNeRFModel(cfg, times, appearance_ids=ids, background=scene.background)
 
 
+def _dynamic_instant(cfg, scene: Scene) -> Model:
+    from nerflite.models.dynamic_instant import DynamicInstantModel
+
+    train_split_values(scene, "times", cfg.name)  # a static scene fails here, before anything is built
+    return DynamicInstantModel(
+        cfg, background=scene.background, sphere_center=scene.sphere_center,
+        sphere_radius=scene.sphere_radius, ndc=scene.ndc, far=scene.far,
+    )  # fmt: skip
+
+
 # model.name -> how to build it for a scene from its config dataclass (schemas: config.MODEL_SCHEMAS)
 MODEL_BUILDERS = {"nerf": _nerf, "neus": _neus, "instant": _instant, "neus_instant": _neus_instant}
-MODEL_BUILDERS.update(dnerf=_dnerf, hypernerf=_hypernerf)
+MODEL_BUILDERS.update(dnerf=_dnerf, hypernerf=_hypernerf, dynamic_instant=_dynamic_instant)
 
 
 def build_model(mcfg, scene: Scene) -> Model:

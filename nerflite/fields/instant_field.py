@@ -63,7 +63,10 @@ def spherical_harmonics_4(d: Tensor) -> Tensor:
 
 
 class InstantField(nn.Module):
-    """(x [m, 3] in [0, 1]^3, unit viewdirs [m, 3]) -> (sigma [m] >= 0, rgb [m, 3]); see the module docstring."""
+    """(x [m, 3] in [0, 1]^3, unit viewdirs [m, 3]) -> (sigma [m] >= 0, rgb [m, 3]); see the module docstring.
+
+    ``cond_dim`` > 0: ``forward`` also takes ``cond`` [m, cond_dim], fed to the colour MLP only (the
+    dynamic model's time code), so it can change colours but not geometry."""
 
     def __init__(
         self,
@@ -75,6 +78,7 @@ class InstantField(nn.Module):
         hidden: int = 64,
         geo_features: int = 15,
         density_bias: float = -1.0,
+        cond_dim: int = 0,
     ):
         super().__init__()
         self.encoding = HashEncoding(n_levels, n_features, log2_table_size, base_resolution, max_resolution)
@@ -82,7 +86,7 @@ class InstantField(nn.Module):
             nn.Linear(self.encoding.out_dim, hidden), nn.ReLU(inplace=True), nn.Linear(hidden, 1 + geo_features)
         )
         self.color_mlp = nn.Sequential(
-            nn.Linear(16 + geo_features, hidden),
+            nn.Linear(16 + geo_features + cond_dim, hidden),
             nn.ReLU(inplace=True),
             nn.Linear(hidden, hidden),
             nn.ReLU(inplace=True),
@@ -96,8 +100,9 @@ class InstantField(nn.Module):
         raw, geo = h[:, 0], h[:, 1:]
         return trunc_exp(raw.float() + self.density_bias), geo
 
-    def forward(self, x: Tensor, viewdirs: Tensor) -> tuple[Tensor, Tensor]:
+    def forward(self, x: Tensor, viewdirs: Tensor, cond: Tensor | None = None) -> tuple[Tensor, Tensor]:
         sigma, geo = self.density(x)
         sh = spherical_harmonics_4(viewdirs).to(geo.dtype)  # [m, 16]
-        rgb = torch.sigmoid(self.color_mlp(torch.cat([sh, geo], dim=-1)).float())  # [m, 3]
+        parts = [sh, geo] if cond is None else [sh, geo, cond.to(geo.dtype)]  # cond [m, cond_dim]: colour only
+        rgb = torch.sigmoid(self.color_mlp(torch.cat(parts, dim=-1)).float())  # [m, 3]
         return sigma, rgb

@@ -261,13 +261,19 @@ class InstantModel(Model):
         s = self.sample(ray_bundle)
         ri = s.ray_indices
         points = ray_bundle.origins[ri] + s.t_mid[:, None] * ray_bundle.directions[ri]  # [m, 3]
-        sigma, rgb = self._radiance(points, ray_bundle.viewdirs[ri])
+        sigma, rgb = self.radiance(ray_bundle, ri, points)
         out = render_packed(sigma, rgb, s.t_starts, s.t_ends, ri, s.n_rays, s.valid, self.background)
         out.pop("weights")  # per sample, not per ray
         out["n_samples"] = s.n_valid()
         if s.ray_kept is not None:
             out["ray_mask"] = s.ray_kept[:, None].float()  # [n, 1]: rays left out of the loss are 0
         return out
+
+    def radiance(self, rays: RayBundle, ri: Tensor, points: Tensor) -> tuple[Tensor, Tensor]:
+        """The field at samples: (sigma [m], rgb [m, 3]) at world points [m, 3] of the rays ``ri`` [m]
+        of ``rays``. Training and whole images both go through it: the hook a subclass overrides to
+        read more of a sample's ray than its direction (``models/dynamic_instant.py``: its time)."""
+        return self._radiance(points, rays.viewdirs[ri])
 
     def _radiance(self, points: Tensor, viewdirs: Tensor) -> tuple[Tensor, Tensor]:
         """(sigma [m], rgb [m, 3]) in float32 at world points [m, 3] seen along viewdirs [m, 3]."""
@@ -281,7 +287,7 @@ class InstantModel(Model):
         t0, t1 = self.ray_interval(rays)
         out = render_until_opaque(
             rays.origins, rays.directions, t0, t1, self.occupied,
-            lambda p, ri: self._radiance(p, rays.viewdirs[ri]),
+            lambda p, ri: self.radiance(rays, ri, p),
             self.step_size, self.max_steps, self.cone_angle, eps=self.cfg.early_stop, coarse=self.coarse(),
         )  # fmt: skip
         if self.background is not None:

@@ -10,7 +10,7 @@ import torch
 
 from nerflite.data.datamanager import DataManager, DataManagerConfig
 from nerflite.engine.setup import build_model, build_scene
-from tests.app.helpers import CONF, TINY_RUN, compose_config
+from tests.app.helpers import CONF, TINY_INSTANT, TINY_RUN, compose_config
 from tests.app.test_errors import error_line, run_cli
 
 TINY = {
@@ -20,6 +20,8 @@ TINY = {
                   "model.multires_views=2", "model.warp_depth=2", "model.warp_width=16", "model.warp_skips=[]",
                   "model.sheet_depth=2", "model.sheet_width=16", "model.sheet_skips=[]", "model.n_samples=8",
                   "model.n_importance=8", "model.chunk=512"],
+    "dynamic_instant": [*TINY_INSTANT[1:], "model.deform_depth=2", "model.deform_width=16",
+                        "model.deform_pos_freqs=3", "model.deform_time_freqs=3"],
 }  # fmt: skip
 
 
@@ -32,7 +34,7 @@ def _with_times(scene, appearance: bool = False):
     return scene
 
 
-@pytest.mark.parametrize("model", ["dnerf", "hypernerf"])
+@pytest.mark.parametrize("model", ["dnerf", "hypernerf", "dynamic_instant"])
 @pytest.mark.parametrize("dataset", ["blender", "synthetic", "transforms", "dnerf", "nerfies"])
 def test_model_and_presets_compose(dataset, model):
     if not (CONF / "dataset" / f"{dataset}.yaml").exists():
@@ -58,7 +60,7 @@ def test_presets_carry_the_published_recipes():
     assert (m.hyper_multires, m.hyper_alpha_delay, m.hyper_alpha_steps, m.multires) == (1, 1000, 10000, 8)
 
 
-@pytest.mark.parametrize("model", ["dnerf", "hypernerf"])
+@pytest.mark.parametrize("model", ["dnerf", "hypernerf", "dynamic_instant"])
 def test_a_static_scene_is_refused_when_the_model_is_built(model, tiny_scene):
     cfg = compose_config(["dataset=blender", f"dataset.path={tiny_scene('blender')}", f"model={model}"])
     scene = build_scene(cfg.dataset)
@@ -84,7 +86,7 @@ def test_builders_take_the_training_times_and_ids(tiny_scene):
     assert build_model(cfg.model, scene).appearance is None
 
 
-@pytest.mark.parametrize("model", ["dnerf", "hypernerf"])
+@pytest.mark.parametrize("model", ["dnerf", "hypernerf", "dynamic_instant"])
 def test_a_few_steps_on_datamanager_batches(model, tiny_scene, one_thread):
     cfg = compose_config(["dataset=blender", f"dataset.path={tiny_scene('blender')}", f"model={model}",
                           *TINY[model]])  # fmt: skip
