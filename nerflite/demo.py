@@ -10,8 +10,14 @@
 3. renders an orbit video around the scene and the held-out test views with their metrics,
 4. prints where the run, the video and the TensorBoard logs are.
 
-Options: ``--model instant|nerf``, ``--steps N`` (default: the config's), ``--frames N`` of the
-orbit, and any further ``key=value`` config overrides, e.g. ``python -m nerflite.demo trainer.device=cuda``.
+``--dynamic`` does the same with a scene that moves (a sliding sphere, a turning box, a growing
+torus, generated in the D-NeRF format: each view another moment) and the fast dynamic model
+(``model=dynamic_instant``; ``--model dnerf`` the reference D-NeRF); the video orbits the scene
+while time runs ("spin and play"), the test views are rendered at their own moments.
+
+Options: ``--model instant|nerf|dynamic_instant|dnerf``, ``--dynamic``, ``--steps N`` (default: the
+config's), ``--frames N`` of the orbit, and any further ``key=value`` config overrides, e.g.
+``python -m nerflite.demo trainer.device=cuda``.
 """
 
 from __future__ import annotations
@@ -39,18 +45,25 @@ def main(argv: list[str] | None = None) -> int:
     parser = ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--steps", type=int, default=None, help="training steps (default: the config's)")
     parser.add_argument("--frames", type=int, default=60, help="frames of the orbit video")
-    parser.add_argument("--model", default="instant", choices=["instant", "nerf"], help="model to train")
+    parser.add_argument("--model", default=None, choices=["instant", "nerf", "dynamic_instant", "dnerf"],
+                        help="model to train (default: instant, or dynamic_instant with --dynamic)")
+    parser.add_argument("--dynamic", action="store_true", help="a moving scene and a dynamic model")
     parser.add_argument("overrides", nargs="*", help="config overrides, key=value")
     args = parser.parse_args(argv)
 
     from nerflite.engine.render import render
     from nerflite.engine.trainer import train
 
-    overrides = [f"model={args.model}", "name=demo", *args.overrides]
+    model = args.model or ("dynamic_instant" if args.dynamic else "instant")
+    dynamic = args.dynamic or model in ("dynamic_instant", "dnerf")
+    name = "demo_dynamic" if dynamic else "demo"
+    scene = ["dataset.synthetic.format=dnerf"] if dynamic else []
+    overrides = [f"model={model}", f"name={name}", *scene, *args.overrides]
     if args.steps is not None:
         overrides.append(f"trainer.steps={args.steps}")
     cfg = _compose("config", overrides)
-    print(f"nerflite demo: {cfg.trainer.steps} steps of {args.model} on the synthetic scene in {cfg.dataset.path}")
+    what = "moving " if dynamic else ""
+    print(f"nerflite demo: {cfg.trainer.steps} steps of {model} on the {what}synthetic scene in {cfg.dataset.path}")
     t0 = time.perf_counter()
     result = train(cfg)
     t_train = time.perf_counter() - t0
@@ -70,7 +83,8 @@ done in {total / 60:.1f} min (training {t_train / 60:.1f} min, {result.step} ste
   orbit video:    {orbit / "rgb.mp4"}   (depth: {orbit / "depth.mp4"})
   TensorBoard:    tensorboard --logdir {logdir}   then open http://localhost:6006
   render again:   python render.py run={run} path=orbit frames=120
-  resume:         python train.py model={args.model} name=demo resume=true trainer.steps={result.step * 2}"""
+  resume:         python train.py model={model} name={name}{" " + scene[0] if scene else ""} resume=true \
+trainer.steps={result.step * 2}"""
     )
     return 0
 
