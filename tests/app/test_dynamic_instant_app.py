@@ -71,3 +71,9 @@ def test_dnerf_fast_composes_and_builds_at_full_size():
     opt = make_optimizer(model, cfg.trainer)
     assert sum(len(g["params"]) for g in opt.param_groups) == len(list(model.parameters()))
     assert opt.defaults["eps"] == 1e-15 and tuple(opt.defaults["betas"]) == (0.9, 0.99)
+
+
+def test_the_default_dataset_is_the_generated_moving_scene():
+    cfg = compose_config(["model=dynamic_instant"])  # `python train.py model=dynamic_instant`
+    assert cfg.name == "synthetic_dynamic_instant" and cfg.dataset.synthetic.format == "dnerf"
+    assert cfg.dataset.path.startswith("data/synthetic/dnerf_") and cfg.model.deform_width == 32
