@@ -10,7 +10,7 @@ import hydra
 from omegaconf import DictConfig, OmegaConf
 
 from nerflite.engine.cli import EntryPoint
-from nerflite.engine.config import register_configs
+from nerflite.engine.registry import register_configs
 from nerflite.engine.render import render
 
 register_configs()

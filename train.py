@@ -13,7 +13,7 @@ from hydra.core.hydra_config import HydraConfig
 from omegaconf import DictConfig
 
 from nerflite.engine.cli import EntryPoint
-from nerflite.engine.config import register_configs
+from nerflite.engine.registry import register_configs
 from nerflite.engine.trainer import train
 from nerflite.viewer.config import expand_shorthand
 

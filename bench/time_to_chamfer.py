@@ -59,7 +59,7 @@ def compose(name: str, args):
     from hydra import compose as hydra_compose
     from hydra import initialize_config_dir
 
-    from nerflite.engine.config import register_configs
+    from nerflite.engine.registry import register_configs
 
     register_configs()
     overrides = [

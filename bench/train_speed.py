@@ -22,7 +22,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from hydra import compose, initialize_config_dir  # noqa: E402
 
-from nerflite.engine.config import MODEL_SCHEMAS, register_configs  # noqa: E402
+from nerflite.engine.config import MODEL_SCHEMAS  # noqa: E402
+from nerflite.engine.registry import register_configs  # noqa: E402
 from nerflite.engine.trainer import train  # noqa: E402
 
 CONF = Path(__file__).resolve().parents[1] / "conf"

@@ -29,7 +29,7 @@ from pathlib import Path
 
 from hydra import compose, initialize_config_dir
 
-from nerflite.engine.config import register_configs
+from nerflite.engine.registry import register_configs
 from nerflite.utils.cli import ArgumentParser
 
 CONF = Path(__file__).resolve().parents[1] / "conf"

@@ -64,3 +64,40 @@ def test_imports_follow_the_layers():
             if dep_layer not in allowed:
                 violations.append(f"{me} (layer {my_layer}) imports {dep} (layer {dep_layer})")
     assert not violations, "\n".join(violations)
+
+
+def module_edges(path: Path, known: set[str]) -> set[str]:
+    """The nerflite modules ``path`` imports, anywhere in the file (deferred imports too);
+    ``from package import submodule`` counts as an import of the submodule."""
+    out = set()
+    for node in ast.walk(ast.parse(path.read_text())):
+        if isinstance(node, ast.Import):
+            out.update(a.name for a in node.names if a.name.startswith("nerflite"))
+        elif isinstance(node, ast.ImportFrom) and node.module and node.level == 0 and node.module.startswith("nerflite"):
+            subs = {f"{node.module}.{a.name}" for a in node.names} & known
+            out.update(subs or {node.module})
+    return out & known
+
+
+def test_no_import_cycles():
+    """No module reaches itself through imports (a deferred import inside a function counts: it
+    only hides a circle)."""
+    paths = {module_name(p): p for p in PKG.rglob("*.py")}
+    graph = {m: module_edges(p, set(paths)) - {m} for m, p in paths.items()}
+    cycles, state = [], {}
+
+    def visit(m: str, stack: list[str]) -> None:
+        state[m] = "open"
+        for dep in sorted(graph[m]):
+            if state.get(dep) == "open":
+                cycles.append(" -> ".join(stack[stack.index(dep):] + [dep]))
+            elif dep not in state:
+                visit(dep, stack + [dep])
+        state[m] = "done"
+
+    for m in sorted(graph):
+        if m not in state:
+            visit(m, [m])
+    packages = {m for m, p in paths.items() if p.name == "__init__.py"}
+    real = [c for c in cycles if not set(c.split(" -> ")) & packages]  # a package and its own modules
+    assert not real, "import cycles:\n" + "\n".join(real)

@@ -18,8 +18,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
-from hydra.core.config_store import ConfigStore
-from omegaconf import MISSING, OmegaConf
+from omegaconf import MISSING
 
 from nerflite.data.datamanager import DataManagerConfig
 from nerflite.data.parsers import DatasetConfig
@@ -115,16 +114,3 @@ MODEL_SCHEMAS["neus_instant"] = NeuSInstantConfig
 MODEL_SCHEMAS["dnerf"] = DNeRFConfig  # dynamic scenes (docs/dynamic.md)
 MODEL_SCHEMAS["hypernerf"] = HyperNeRFConfig
 MODEL_SCHEMAS["dynamic_instant"] = DynamicInstantConfig  # the fast dynamic model (docs/dynamic.md)
-
-
-def register_configs() -> None:
-    """Register the schemas with Hydra's ConfigStore and the run-folder resolver (idempotent)."""
-    if not OmegaConf.has_resolver("nerflite_run_dir"):
-        from nerflite.engine.runs import hydra_run_dir
-
-        OmegaConf.register_new_resolver("nerflite_run_dir", hydra_run_dir, use_cache=True)
-    cs = ConfigStore.instance()
-    cs.store(name="train_schema", node=TrainConfig)
-    cs.store(name="render_schema", node=RenderConfig)
-    for name, schema in MODEL_SCHEMAS.items():  # conf/model/<name>.yaml starts from these
-        cs.store(group="schema/model", name=name, node=schema)

@@ -21,6 +21,7 @@ from pathlib import Path
 from omegaconf import DictConfig, OmegaConf
 
 from nerflite.engine import checkpoint as ckpt
+from nerflite.engine.config import TrainConfig
 from nerflite.engine.ownership import (
     RunError,
     RunRef,
@@ -161,8 +162,6 @@ def resume_config(saved: DictConfig, overrides: Sequence[str], source: str | Pat
     seed); ``applied`` lists the rest as given (e.g. ``trainer.steps=5000``). A refusal or a bad
     value: a one-line ``ValueError``."""
     from hydra.core.override_parser.overrides_parser import OverridesParser
-
-    from nerflite.engine.config import TrainConfig
 
     cfg = OmegaConf.create(OmegaConf.to_container(saved, resolve=True))
     applied, ignored = [], []

@@ -6,7 +6,7 @@ from pathlib import Path
 
 from hydra import compose, initialize_config_dir
 
-from nerflite.engine.config import register_configs
+from nerflite.engine.registry import register_configs
 
 CONF = Path(__file__).resolve().parents[2] / "conf"
 

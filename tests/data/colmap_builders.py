@@ -19,6 +19,7 @@ import torch
 from nerflite.cameras import project
 from nerflite.data.images import image_size
 from nerflite.data.parsers import colmap_io as cio
+from nerflite.data.parsers.colmap_write import write_model
 from nerflite.data.synthetic import LLFF_DISTANCE, WALL_Y, Similarity, _axis_angle, _llff_wall, rigs
 from nerflite.data.synthetic.render import correspondences, render_views
 from nerflite.data.synthetic.shapes import object_parts, sample_surface
@@ -131,7 +132,7 @@ def make_colmap(root: Path, views: int = 10, size: int = 40, lenses=("pinhole",)
         images[v + 1] = cio.Image(v + 1, cio.rotmat_to_qvec(R), -R @ file_c2w[v, :, 3], cid, names[v],
                                   kp[:, :2], kp[:, 2].astype(np.int64))
     model = cio.Model(cameras, images, points)
-    cio.write_model(model, root / "sparse" / "0", ext)
+    write_model(model, root / "sparse" / "0", ext)
 
     per_view = 60
     ci, cxy, world = correspondences(parts, cams, list(range(views)), r, per_view, None if forward else 1.0,

@@ -17,6 +17,7 @@ from nerflite.cameras import project
 from nerflite.data import inspect as inspector
 from nerflite.data.parsers import colmap_io as cio
 from nerflite.data.parsers import detect_format, load_scene
+from nerflite.data.parsers.colmap_write import write_model
 from nerflite.data.scene import DatasetError
 from tests.data.builders import make_llff
 from tests.data.colmap_builders import make_colmap, reprojection_error, to_scene
@@ -152,7 +153,7 @@ def test_unregistered_images_and_several_submodels(made, tmp_path):
     small = cio.read_model(root / "sparse" / "0")
     small.images = {k: v for k, v in list(small.images.items())[:3]}
     shutil.move(root / "sparse" / "0", root / "sparse" / "1")
-    cio.write_model(small, root / "sparse" / "0", ".txt")
+    write_model(small, root / "sparse" / "0", ".txt")
     scene = load_scene(str(root))
     assert len(scene) == 10 and scene.metadata["colmap"]["model"] == "sparse/1"
     assert any("using sparse/1 with the most registered images (10; 0: 3)" in w for w in scene.metadata["warnings"])
@@ -215,12 +216,12 @@ def _broken(made, tmp_path, what):
     elif what == "unsupported_model":
         m = cio.read_model(model)
         m.cameras[1] = cio.Camera(1, "FOV", 40, 30, np.array([44.0, 44.0, 20.0, 15.0, 0.1]))
-        cio.write_model(m, model, ".bin")
+        write_model(m, model, ".bin")
         path = model / "cameras.bin"
     elif what == "zero_registered":
         m = cio.read_model(model)
         m.images = {}
-        cio.write_model(m, model, ".bin")
+        write_model(m, model, ".bin")
         path = model / "images.bin"
     return root, path
 
@@ -296,7 +297,7 @@ def test_a_lens_that_folds_over_inside_the_image_is_a_warning_and_rays_stay_fini
     root = _copy(made("pinhole_bin"), tmp_path)
     model = cio.read_model(root / "sparse" / "0")
     model.cameras[1] = cio.Camera(1, "OPENCV", 40, 30, np.array([20.0, 20.0, 20.0, 15.0, -0.5, 0.0, 0.0, 0.0]))
-    cio.write_model(model, root / "sparse" / "0", ".bin")
+    write_model(model, root / "sparse" / "0", ".bin")
     scene = load_scene(str(root))
     assert any("camera 1's lens model folds over near the image border" in w for w in scene.metadata["warnings"])
     from nerflite.cameras import generate_rays

@@ -9,6 +9,7 @@ import numpy as np
 import pytest
 
 from nerflite.data.parsers import colmap_io as cio
+from nerflite.data.parsers.colmap_write import write_model
 from nerflite.data.scene import DatasetError
 
 
@@ -58,23 +59,23 @@ def _assert_models_equal(a: cio.Model, b: cio.Model) -> None:
 @pytest.mark.parametrize("ext", [".bin", ".txt"])
 def test_write_read_round_trip_is_exact(tmp_path, ext):
     model = _model()
-    cio.write_model(model, tmp_path, ext)
+    write_model(model, tmp_path, ext)
     assert sorted(p.name for p in tmp_path.iterdir()) == sorted(f + ext for f in cio.FILES)
     _assert_models_equal(model, cio.read_model(tmp_path))
 
 
 def test_bin_and_txt_describe_the_same_model(tmp_path):
     model = _model(seed=1)
-    cio.write_model(model, tmp_path / "bin", ".bin")
+    write_model(model, tmp_path / "bin", ".bin")
     from_bin = cio.read_model(tmp_path / "bin")
-    cio.write_model(from_bin, tmp_path / "txt", ".txt")  # bin -> txt conversion
+    write_model(from_bin, tmp_path / "txt", ".txt")  # bin -> txt conversion
     from_txt = cio.read_model(tmp_path / "txt")
     _assert_models_equal(from_bin, from_txt)
-    cio.write_model(from_txt, tmp_path / "bin2", ".bin")  # and back, byte for byte
+    write_model(from_txt, tmp_path / "bin2", ".bin")  # and back, byte for byte
     for f in cio.FILES:
         assert (tmp_path / "bin" / f"{f}.bin").read_bytes() == (tmp_path / "bin2" / f"{f}.bin").read_bytes()
     # with both forms in one folder, the binary one is read (as COLMAP does)
-    cio.write_model(_model(seed=2), tmp_path / "bin", ".txt")
+    write_model(_model(seed=2), tmp_path / "bin", ".txt")
     _assert_models_equal(from_bin, cio.read_model(tmp_path / "bin"))
 
 
@@ -112,7 +113,7 @@ def test_quaternions_round_trip_and_match_colmap_convention():
 
 @pytest.mark.parametrize("name", cio.FILES)
 def test_truncated_binary_file_is_one_clear_error(tmp_path, name):
-    cio.write_model(_model(), tmp_path, ".bin")
+    write_model(_model(), tmp_path, ".bin")
     path = tmp_path / f"{name}.bin"
     path.write_bytes(path.read_bytes()[: len(path.read_bytes()) * 2 // 3])
     with pytest.raises(DatasetError, match="truncated") as e:
@@ -121,7 +122,7 @@ def test_truncated_binary_file_is_one_clear_error(tmp_path, name):
 
 
 def test_malformed_files_name_file_and_problem(tmp_path):
-    cio.write_model(_model(), tmp_path, ".txt")
+    write_model(_model(), tmp_path, ".txt")
     cams = tmp_path / "cameras.txt"
     good = cams.read_text()
     cams.write_text(good.replace(" PINHOLE ", " PINHOL "))
@@ -143,7 +144,7 @@ def test_malformed_files_name_file_and_problem(tmp_path):
     with pytest.raises(DatasetError, match="cameras file is missing"):
         cio.read_model(tmp_path / "nothing")
     b = tmp_path / "b"
-    cio.write_model(_model(), b, ".bin")
+    write_model(_model(), b, ".bin")
     data = bytearray((b / "cameras.bin").read_bytes())
     data[12:16] = struct.pack("<i", 99)  # model id of the first camera
     (b / "cameras.bin").write_bytes(bytes(data))

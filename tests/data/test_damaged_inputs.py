@@ -21,6 +21,7 @@ import pytest
 from nerflite.data.inspect import main as inspect_main
 from nerflite.data.parsers import colmap_io as cio
 from nerflite.data.parsers import load_scene
+from nerflite.data.parsers.colmap_write import write_model
 from nerflite.data.process.__main__ import main as process_main
 from tests.data.builders import (
     K_TRUE,
@@ -174,7 +175,7 @@ def test_colmap_without_points_and_parallel_views_stops_in_one_line(colmap_pair,
     model = cio.read_model(root / "sparse" / "0")
     for i, im in model.images.items():  # every camera looks the same way: no depth where views converge
         im.qvec, im.tvec = np.array([1.0, 0, 0, 0]), np.array([0.1 * i, 0.05 * (i % 3), 0.0])
-    cio.write_model(model, root / "sparse" / "0", ".bin")
+    write_model(model, root / "sparse" / "0", ".bin")
     (root / "sparse" / "0" / "points3D.bin").unlink()
     code, _, err = inspect(capsys, root)
     assert code == 1 and err == [
@@ -284,7 +285,7 @@ def _nan_in(fmt: str, root: Path, colmap: Path) -> tuple[Path, str]:
     shutil.copytree(colmap, root)
     model = cio.read_model(root / "sparse" / "0")
     model.images[3].tvec = np.array([0.0, np.nan, 1.0])
-    cio.write_model(model, root / "sparse" / "0", ".txt")
+    write_model(model, root / "sparse" / "0", ".txt")
     for ext in ("cameras", "images", "points3D"):
         (root / "sparse" / "0" / f"{ext}.bin").unlink()
     return root / "sparse" / "0" / "images.txt", "image frame_002.png's pose holds a non-finite value: nan at TY"

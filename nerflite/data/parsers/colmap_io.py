@@ -300,19 +300,3 @@ def read_model(folder: str | Path, points: bool = True) -> Model:
     pts_path = folder / f"points3D{ext}"
     pts = read_pts(pts_path) if points and pts_path.is_file() else Points3D.empty()
     return Model(cameras, images, pts)
-
-
-# -- writing ------------------------------------------------------------------------------------
-def write_model(model: Model, folder: str | Path, ext: str = ".bin") -> Path:
-    """Write ``model`` as cameras/images/points3D ``ext`` (``.bin`` or ``.txt``) into ``folder``."""
-    folder = Path(folder)
-    folder.mkdir(parents=True, exist_ok=True)
-    from nerflite.data.parsers.colmap_write import write_bin, write_txt  # (imports this module)
-
-    if ext == ".bin":
-        write_bin(model, folder)
-    elif ext == ".txt":
-        write_txt(model, folder)
-    else:
-        raise ValueError(f"ext must be '.bin' or '.txt', got {ext!r}")
-    return folder

@@ -1,5 +1,6 @@
-"""Writers of COLMAP sparse models, binary and text (``colmap_io.write_model`` calls them): the
-round-trip tests' fixtures and anyone converting cameras they know into COLMAP's layout.
+"""Writers of COLMAP sparse models, binary and text (``write_model``): the round-trip tests'
+fixtures and anyone converting cameras they know into COLMAP's layout. Imports flow one way: the
+reader (``colmap_io``) knows nothing of the writers.
 """
 
 from __future__ import annotations
@@ -58,3 +59,13 @@ def write_txt(model: Model, folder: Path) -> None:
         lines.append(f"{p.ids[i]} {num(p.xyz[i])} {' '.join(map(str, p.rgb[i]))} {float(p.error[i])!r} "
                      + " ".join(map(str, t)))
     (folder / "points3D.txt").write_text("\n".join(lines) + "\n")
+
+
+def write_model(model: Model, folder: str | Path, ext: str = ".bin") -> Path:
+    """Write ``model`` as cameras/images/points3D ``ext`` (``.bin`` or ``.txt``) into ``folder``."""
+    folder = Path(folder)
+    if ext not in (".bin", ".txt"):
+        raise ValueError(f"ext must be '.bin' or '.txt', got {ext!r}")
+    folder.mkdir(parents=True, exist_ok=True)
+    (write_bin if ext == ".bin" else write_txt)(model, folder)
+    return folder
