@@ -35,6 +35,29 @@ from nerflite.data.scene import DatasetError, Scene
 CACHE_MODES = ("ram", "compressed", "disk", "device")
 
 
+def cache_bytes(scene: Scene, ids: Sequence[int]) -> int:
+    """Bytes the decoded images ``ids`` take at most (uint8 RGBA, plus a mask byte where masked)."""
+    cams, idx = scene.cameras, torch.as_tensor(list(ids), dtype=torch.int64)
+    pixels = int((cams.height[idx].long() * cams.width[idx].long()).sum())
+    return pixels * (5 if scene.has_masks else 4)
+
+
+def choose_cache(need: int, device: torch.device, share: float) -> tuple[str, str]:
+    """``cache=auto``: (mode, why). ``device`` on a GPU when the images (``need`` bytes) take at most
+    ``share`` of its memory and fit in what is free; else ``ram`` when they fit in 80% of the free
+    RAM; else ``compressed``."""
+    gb = need / 1e9
+    if device.type == "cuda":
+        free, total = torch.cuda.mem_get_info(device)
+        if need <= share * total and need <= 0.8 * free:
+            return "device", f"{gb:.2f} GB of images, {100 * need / total:.1f}% of {device}'s {total / 1e9:.0f} GB"
+    ram = psutil.virtual_memory().available
+    if need <= 0.8 * ram:
+        where = "" if device.type != "cuda" else f", over {100 * share:.0f}% of {device}'s memory"
+        return "ram", f"{gb:.2f} GB of images{where}"
+    return "compressed", f"{gb:.2f} GB of images, more than the free RAM ({ram / 1e9:.1f} GB)"
+
+
 @contextmanager
 def decode_threads(n: int) -> Iterator[ThreadPoolExecutor]:
     """A thread pool whose exit returns only once its OS threads have really ended.
@@ -209,9 +232,7 @@ class ImageCache:
 
     def _check_fits(self) -> None:
         """Refuse a ``ram``/``device`` cache that cannot fit, before decoding anything."""
-        cams, idx = self.scene.cameras, torch.as_tensor(self.train_ids, dtype=torch.int64)
-        pixels = int((cams.height[idx].long() * cams.width[idx].long()).sum())
-        need = pixels * (5 if self.scene.has_masks else 4)  # at most RGBA + mask bytes
+        need = cache_bytes(self.scene, self.train_ids)
         if self.device.type == "cuda":
             free = torch.cuda.mem_get_info(self.device)[0]
         elif self.device.type == "cpu":

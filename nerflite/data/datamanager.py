@@ -25,7 +25,7 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor
 
-from nerflite.data.cache import ImageCache, Pool
+from nerflite.data.cache import CACHE_MODES, ImageCache, Pool, cache_bytes, choose_cache
 from nerflite.data.dynamic import ViewTimes
 from nerflite.data.samplers import PixelSampler, all_pixels, sample_uniform
 from nerflite.data.scene import Scene
@@ -36,7 +36,8 @@ from nerflite.rays import RayBundle
 @dataclass
 class DataManagerConfig:
     rays_per_batch: int = 1024  # rays per training step (per rank under DDP)
-    cache: str = "ram"  # where pixels live: ram | compressed | disk | device (docs/datamanager.md)
+    cache: str = "auto"  # where pixels live: auto | ram | compressed | disk | device (docs/datamanager.md)
+    device_share: float = 0.25  # cache=auto: the GPU holds the images when they take at most this share of it
     workers: int = 2  # data worker processes (0: build batches in the training process; device: always 0)
     images_per_chunk: int | None = None  # views per batch; None: all (ram, device), 12 (disk, compressed)
     chunk_reuse: int = 64  # consecutive batches drawn from the same chunk of views
@@ -66,6 +67,10 @@ def check_config(cfg: DataManagerConfig) -> None:
         problems.append(f"images_per_chunk must be >= 1 or None, got {cfg.images_per_chunk}")
     if cfg.chunk_reuse < 1:
         problems.append(f"chunk_reuse must be >= 1, got {cfg.chunk_reuse}")
+    if cfg.cache not in ("auto", *CACHE_MODES):
+        problems.append(f"cache must be auto, {', '.join(CACHE_MODES)}; got {cfg.cache!r}")
+    if not 0.0 <= cfg.device_share <= 1.0:
+        problems.append(f"device_share must be in [0, 1], got {cfg.device_share}")
     if cfg.prefetch < 1:
         problems.append(f"prefetch must be >= 1, got {cfg.prefetch}")
     if not 0.0 < cfg.precrop_frac <= 1.0:
@@ -116,12 +121,16 @@ class DataManager:
         self.eval_views = eval_split(scene)
         if not self.train_views:
             raise ValueError("the scene has no training views")
-        per_chunk = config.images_per_chunk
-        if per_chunk is None and config.cache in ("disk", "compressed"):
-            per_chunk = DISK_IMAGES_PER_CHUNK
         threads = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
-        self.cache = ImageCache(scene, config.cache, self.train_views, self.device, threads)
-        self.workers = 0 if config.cache == "device" else config.workers
+        mode, self.cache_note = config.cache, ""
+        if mode == "auto":
+            mode, why = choose_cache(cache_bytes(scene, self.train_views), self.device, config.device_share)
+            self.cache_note = f"datamanager: cache=auto -> {mode} ({why})"
+        per_chunk = config.images_per_chunk
+        if per_chunk is None and mode in ("disk", "compressed"):
+            per_chunk = DISK_IMAGES_PER_CHUNK
+        self.cache = ImageCache(scene, mode, self.train_views, self.device, threads)
+        self.workers = 0 if mode == "device" else config.workers
         self.builder = BatchBuilder(
             scene, self.cache, self.sampler, config.rays_per_batch, config.seed, rank, per_chunk,
             config.chunk_reuse, custom_ray_processor,

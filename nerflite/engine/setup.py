@@ -159,4 +159,7 @@ def build_datamanager(cfg: DictConfig, scene: Scene, device, rank: int = 0, worl
     from nerflite.data.datamanager import DataManager, DataManagerConfig
 
     dm_cfg = to_dataclass(cfg.datamanager, DataManagerConfig)
-    return DataManager(scene, dm_cfg, device, rank=rank, world_size=world_size)
+    dm = DataManager(scene, dm_cfg, device, rank=rank, world_size=world_size)
+    if dm.cache_note and rank == 0:
+        print(dm.cache_note)  # which cache cache=auto chose, and why
+    return dm

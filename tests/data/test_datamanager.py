@@ -520,3 +520,30 @@ def test_fork_right_after_decoding_in_the_training_process_never_hangs(tmp_path)
             for s in range(cycle, cycle + 3):
                 dm.next_train(s)
     assert time.monotonic() - start < 60
+
+
+def test_cache_auto_puts_images_on_the_gpu_when_they_take_a_small_share_of_it(monkeypatch):
+    from nerflite.data import cache as cache_mod
+
+    gb = 10**9
+    monkeypatch.setattr(cache_mod.torch.cuda, "mem_get_info", lambda device: (100 * gb, 140 * gb))
+    monkeypatch.setattr(cache_mod.psutil, "virtual_memory", lambda: type("VM", (), {"available": 64 * gb})())
+    cuda = torch.device("cuda", 0)
+    lego = 100 * 800 * 800 * 4  # 256 MB
+    mode, why = cache_mod.choose_cache(lego, cuda, share=0.25)
+    assert mode == "device" and "0.26 GB" in why and "cuda:0" in why
+    assert cache_mod.choose_cache(40 * gb, cuda, share=0.25)[0] == "ram"  # over 25% of 140 GB, but not 80% of free
+    assert cache_mod.choose_cache(lego, cuda, share=0.0)[0] == "ram"  # device_share=0: never the GPU
+    assert cache_mod.choose_cache(lego, torch.device("cpu"), share=0.25)[0] == "ram"
+    assert cache_mod.choose_cache(60 * gb, torch.device("cpu"), share=0.25)[0] == "compressed"  # > 80% of free RAM
+
+
+def test_cache_auto_on_the_cpu_is_ram_and_says_so(tmp_path):
+    scene = tiny_scene(tmp_path)
+    dm = DataManager(scene, _cfg(cache="auto", workers=0), "cpu")
+    try:
+        assert dm.cache.mode == "ram" and dm.cache_note.startswith("datamanager: cache=auto -> ram")
+    finally:
+        dm.close()
+    with pytest.raises(ValueError, match="cache must be auto"):
+        DataManager(scene, _cfg(cache="gpu"), "cpu")
