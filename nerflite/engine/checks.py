@@ -10,6 +10,7 @@ import torch
 # key -> (lowest allowed value, whether the value must exceed it)
 TRAINER_LIMITS = {
     "steps": (0, False),
+    "max_minutes": (0.0, False),
     "eval_every": (0, False),
     "eval_images": (1, False),
     "final_eval_images": (0, False),
@@ -55,6 +56,9 @@ def check_train_config(cfg) -> None:
     problems = out_of_range(t, TRAINER_LIMITS, "trainer.")
     if t.amp_dtype not in AMP_DTYPES:
         problems.append(f"trainer.amp_dtype must be one of {AMP_DTYPES}, got {t.amp_dtype!r}")
+    bad = [m for m in t.get("test_minutes", []) or [] if not m > 0]
+    if bad:
+        problems.append(f"trainer.test_minutes must hold minutes > 0, got {list(t.test_minutes)}")
     betas = list(t.adam_betas)
     if len(betas) != 2 or not all(0.0 <= b < 1.0 for b in betas):
         problems.append(f"trainer.adam_betas must be two values in [0, 1), got {betas}")

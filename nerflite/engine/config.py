@@ -50,6 +50,8 @@ class DatasetSchema(DatasetConfig):
 @dataclass
 class TrainerConfig:
     steps: int = 2000  # optimisation steps in total
+    max_minutes: float = 0.0  # stop after this much training (evals, checkpoints excluded; over resumes; 0: off)
+    test_minutes: list[float] = field(default_factory=list)  # test-split metrics at these training minutes
     eval_every: int = 500  # render held-out images and log PSNR / SSIM every N steps (0: never)
     eval_images: int = 1  # held-out images rendered at each periodic eval
     final_eval_images: int = 0  # held-out images evaluated at the end of training (0: all)

@@ -106,6 +106,19 @@ def write_test_metrics(cfg, model: Model, dm, run_dir: Path, step: int) -> dict[
     return {k: v for k, v in record["mean"].items() if v is not None}
 
 
+def append_test_time(run_dir: Path, seconds: float, step: int, means: dict[str, float], final: bool) -> None:
+    """One line of ``<run>/metrics_test_time.json`` (``trainer.test_minutes`` / ``max_minutes``): the
+    test split's means after ``seconds`` of training (evals excluded), at ``step``."""
+    path = Path(run_dir) / "metrics_test_time.json"
+    try:
+        rows = json.loads(path.read_text()) if path.exists() else []
+    except (OSError, ValueError):
+        rows = []
+    rows = [r for r in rows if isinstance(r, dict) and r.get("step", -1) < step]  # a resume rewrites what follows
+    rows.append({"minutes": round(seconds / 60.0, 4), "step": int(step), "final": final, **_json_safe(means)})
+    path.write_text(json.dumps(rows, indent=2))
+
+
 def visualisations(out: dict[str, Tensor], gt: Tensor | None = None) -> dict[str, Tensor]:
     """Pictures of an output dict: ``rgb`` (next to ``gt`` when given), ``depth``, ``normals``."""
     rgb = out["rgb"].float().clamp(0, 1)

@@ -75,16 +75,18 @@ class Health:
         self.bad_values = torch.where(first, values, self.bad_values)
         self.pending.append(values[0])
 
-    def check(self, stop: StopFlag, info: D.DistInfo, run_dir: Path) -> tuple[list[float], bool]:
-        """(mean loss over ranks of each step since the last check, whether to stop now); raises
-        ``TrainingDiverged`` when any rank saw a non-finite loss. One small all-reduce."""
+    def check(self, stop: StopFlag, info: D.DistInfo, run_dir: Path, out_of_time: bool = False):
+        """(mean loss over ranks of each step since the last check, whether any rank asked to stop
+        (Ctrl-C), whether the main rank's training time is up); raises ``TrainingDiverged`` when any
+        rank saw a non-finite loss. One small all-reduce."""
         dev = self.bad_step.device
-        flags = torch.stack([(self.bad_step >= 0).float(), torch.tensor(float(stop.requested), device=dev)])
+        wants = [float(stop.requested), float(out_of_time and info.is_main)]
+        flags = torch.cat([(self.bad_step >= 0).float()[None], torch.tensor(wants, device=dev)])
         reduced = D.all_reduce_mean(torch.cat([flags, torch.stack(self.pending)]), info).tolist()
         self.pending = []
         if reduced[0] > 0:
             raise diverged(int(self.bad_step), self.bad_values.tolist(), self.names, run_dir)
-        return reduced[2:], reduced[1] > 0
+        return reduced[3:], reduced[1] > 0, reduced[2] > 0
 
 
 def optimizer_step(model, optimizer, scheduler, scaler, loss, grad_clip: float) -> None:
@@ -108,6 +110,32 @@ def diverged(step: int, values: list[float], names: list[str], run_dir: Path) ->
         f"Last good checkpoint: {last if last else 'none written yet'}. "
         "Try a lower trainer.lr, trainer.grad_clip, or trainer.amp=false."
     )
+
+
+class TrainClock:
+    """Training time in seconds, evals, checkpoints and pauses left out, carried over resumes
+    (``trainer.max_minutes``, ``trainer.test_minutes``). ``lap()`` adds the time since the last
+    lap (or ``skip()``): call it after each step, and ``skip()`` after anything that is not training."""
+
+    def __init__(self, carried: float = 0.0, device: torch.device | None = None):
+        self.seconds = float(carried)
+        self.device = device
+        self._t = time.perf_counter()
+
+    def lap(self, sync: bool = False) -> float:
+        """Add the time since the last lap; ``sync`` first waits for the device's queued work."""
+        if sync and self.device is not None and self.device.type == "cuda":
+            torch.cuda.synchronize(self.device)
+        now = time.perf_counter()
+        self.seconds += now - self._t
+        self._t = now
+        return self.seconds
+
+    def skip(self) -> None:
+        """Leave the time since the last lap out (an eval, a checkpoint, a pause)."""
+        if self.device is not None and self.device.type == "cuda":
+            torch.cuda.synchronize(self.device)
+        self._t = time.perf_counter()
 
 
 class Window:

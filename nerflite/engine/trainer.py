@@ -20,13 +20,13 @@ from omegaconf import DictConfig, OmegaConf
 from nerflite.engine import checkpoint as ckpt
 from nerflite.engine import distributed as D
 from nerflite.engine.checks import check_device, check_train_config
-from nerflite.engine.evaluate import evaluate_and_log, write_test_metrics
+from nerflite.engine.evaluate import append_test_time, evaluate_and_log, evaluate_views, write_test_metrics
 from nerflite.engine.hooks import StepHooks
 from nerflite.engine.logging import TBLogger
 from nerflite.engine.optim import make_optimizer, make_scheduler, scheduler_state
 from nerflite.engine.runs import default_run_dir, find_resume, load_resume, sweep_job
 from nerflite.engine.setup import build_datamanager, build_model, build_scene, seed_everything
-from nerflite.engine.step import Health, StopFlag, TrainingDiverged, Window, optimizer_step, train_scalars
+from nerflite.engine.step import Health, StopFlag, TrainClock, TrainingDiverged, Window, optimizer_step, train_scalars
 
 __all__ = ["TrainResult", "TrainingDiverged", "train"]
 
@@ -39,6 +39,8 @@ class TrainResult:
     eval: dict[str, float] = field(default_factory=dict)  # last eval's metrics (psnr, ssim)
     test: dict[str, float] = field(default_factory=dict)  # test-split means of <run>/metrics_test.json
     interrupted: bool = False  # stopped early by Ctrl-C (after writing a checkpoint)
+    timed_out: bool = False  # stopped by trainer.max_minutes (then evaluated as at the last step)
+    train_seconds: float = 0.0  # training time of the run so far (evals and checkpoints excluded)
 
 
 # ------------------------------------------------------------------------------------------------
@@ -70,7 +72,7 @@ class _Parts:
         scaler = torch.amp.GradScaler(info.device.type, enabled=fp16)
         return _Parts(model, dm, optimizer, scheduler, scaler)
 
-    def state(self, resolved_config: str) -> dict:
+    def state(self, resolved_config: str, train_seconds: float = 0.0) -> dict:
         """Everything a resume needs, as tensors and plain data (``torch.load(weights_only=True)``)."""
         return {
             "model": self.model.state_dict(),
@@ -80,6 +82,7 @@ class _Parts:
             "datamanager": self.dm.state_dict(),
             "rng": ckpt.rng_state(),
             "config": resolved_config,
+            "train_seconds": float(train_seconds),  # trainer.max_minutes counts on over resumes
         }
 
     def restore(self, state: dict, path: Path, hint: str = "") -> int:
@@ -139,10 +142,11 @@ def _train(cfg: DictConfig, info: D.DistInfo, run_dir, overrides) -> TrainResult
     cfg = _for_run(cfg)
     parts = _Parts.build(cfg, info)
     model, dm = parts.model, parts.dm
-    start = 0
+    start, carried = 0, 0.0
     if resumed is not None:
         path, state = resumed.fit(model)  # the newest of this run's checkpoints that fits its model
         start = parts.restore(state, path, resumed.model_hint)
+        carried = float(state.get("train_seconds", 0.0))
         if info.is_main:
             print(f"resuming {run_dir} from {path.name} (step {start})")
         resumed = state = None  # frees the loaded tensors (the model and optimizer hold copies)
@@ -158,7 +162,8 @@ def _train(cfg: DictConfig, info: D.DistInfo, run_dir, overrides) -> TrainResult
     def save(step: int) -> Path | None:
         if not info.is_main:
             return None
-        return ckpt.save_checkpoint(run_dir, step, parts.state(resolved), keep=tcfg.keep_ckpts)
+        state = parts.state(resolved, clock.seconds)
+        return ckpt.save_checkpoint(run_dir, step, state, keep=tcfg.keep_ckpts)
 
     rays_per_step = cfg.datamanager.rays_per_batch * info.world_size
     bar = _progress(tcfg, start, info)
@@ -166,10 +171,15 @@ def _train(cfg: DictConfig, info: D.DistInfo, run_dir, overrides) -> TrainResult
     health = Health(device)
     step = start
     hooks = StepHooks.from_config(cfg, dm.scene, model, info.is_main)  # the live viewer, if asked for
+    clock = TrainClock(carried, device)  # training time, evals and checkpoints excluded
+    max_minutes, test_minutes = tcfg.get("max_minutes", 0.0), list(tcfg.get("test_minutes", []))
+    max_s = 60.0 * max_minutes if max_minutes > 0 else float("inf")
+    marks = sorted(60.0 * m for m in test_minutes if carried < 60.0 * m < max_s)  # the one at max_s: the final
+    result.timed_out = carried >= max_s  # a resumed run whose time was up: straight to the final eval
     try:
         with StopFlag() as stop:
             model.train()
-            for step in range(start, tcfg.steps):
+            for step in range(start, start if result.timed_out else tcfg.steps):
                 t0 = time.perf_counter()
                 rays, batch = dm.next_train(step)
                 t_data = time.perf_counter() - t0
@@ -182,13 +192,15 @@ def _train(cfg: DictConfig, info: D.DistInfo, run_dir, overrides) -> TrainResult
                 done = step + 1
                 result.step = done
                 window.add(t_data, time.perf_counter() - t0)
+                out_of_time = clock.lap() >= max_s  # host time; the device catches up at the next sync
                 scalars = {}  # what the step hooks see: all scalars on log steps (no per-step read-back)
-                log_now = done % tcfg.log_every == 0 or done == tcfg.steps
+                stopping = stop.requested and not info.distributed  # host flags: free to read
+                time_up = out_of_time and not info.distributed  # (under DDP: agreed at the next check)
+                log_now = done % tcfg.log_every == 0 or done == tcfg.steps or time_up
                 eval_now = tcfg.eval_every > 0 and done % tcfg.eval_every == 0 and done < tcfg.steps
-                stopping = stop.requested and not info.distributed  # a host flag: free to read
-                if log_now or eval_now or done % tcfg.ckpt_every == 0 or stopping:
-                    # the one host-device sync: losses so far, non-finite check, Ctrl-C agreement
-                    values, stopping = health.check(stop, info, run_dir)
+                if log_now or eval_now or done % tcfg.ckpt_every == 0 or stopping or time_up:
+                    # the one host-device sync: losses so far, non-finite check, Ctrl-C / time agreement
+                    values, stopping, time_up = health.check(stop, info, run_dir, out_of_time)
                     result.losses.extend(values)
                     loss_value = values[-1]
 
@@ -210,19 +222,38 @@ def _train(cfg: DictConfig, info: D.DistInfo, run_dir, overrides) -> TrainResult
                 hooks.after_step(done, model, scalars)
                 if hooks.wait_while_paused(done, model, lambda: stop.requested):
                     window.restart()  # throughput figures leave pauses out
+                    clock.skip()
                 if info.is_main and eval_now:
                     result.eval = evaluate_and_log(cfg, model, dm, logger, run_dir, done, tcfg.eval_images)
                     window.restart()  # throughput figures leave evals out
-                if done % tcfg.ckpt_every == 0 or done == tcfg.steps or stopping:
+                    clock.skip()
+                if info.is_main and marks and clock.seconds >= marks[0] and not time_up:
+                    while marks and clock.lap(sync=True) >= marks[0]:
+                        marks.pop(0)
+                    _test_at_time(cfg, model, dm, logger, run_dir, done, clock.seconds, final=False)
+                    window.restart()
+                    clock.skip()
+                if done % tcfg.ckpt_every == 0 or done == tcfg.steps or stopping or time_up:
+                    clock.lap(sync=True)
                     save(done)
                     window.restart()
+                    clock.skip()
                 if stopping:
                     result.interrupted = True
                     break
+                if time_up:
+                    result.timed_out = True
+                    break
+        result.train_seconds = clock.seconds
         if info.is_main and not result.interrupted:
+            if result.timed_out:
+                print(f"trainer.max_minutes={max_minutes}: stopped after {clock.seconds / 60:.2f} min "
+                      f"of training, at step {result.step}")
             result.eval = evaluate_and_log(cfg, model, dm, logger, run_dir, result.step, tcfg.final_eval_images)
             if tcfg.get("test_at_end", True):  # (configs saved before the key existed)
                 result.test = write_test_metrics(cfg, model, dm, run_dir, result.step)
+                if result.test and (max_minutes > 0 or test_minutes):
+                    append_test_time(run_dir, clock.seconds, result.step, result.test, final=True)
             if bar is not None:
                 bar.write(
                     f"final eval at step {result.step}: PSNR {result.eval['psnr']:.2f} dB, "
@@ -251,6 +282,19 @@ def _for_run(cfg: DictConfig) -> DictConfig:
     if cfg.trainer.amp and "amp" in cfg.model:
         cfg.model.amp = cfg.trainer.amp_dtype
     return cfg
+
+
+def _test_at_time(cfg, model, dm, logger, run_dir: Path, step: int, seconds: float, final: bool) -> None:
+    """``trainer.test_minutes``: the test split's means now, into ``<run>/metrics_test_time.json``
+    and TensorBoard (``test/*``)."""
+    views = list(dm.scene.splits.get("test") or [])
+    if not views:
+        return
+    model.set_step(step)
+    record = evaluate_views(model, dm, views, int(cfg.model.get("chunk", 0)))
+    means = {k: v for k, v in record["mean"].items() if v is not None}
+    append_test_time(run_dir, seconds, step, means, final)
+    logger.scalars({f"test/{k}": v for k, v in means.items()}, step)
 
 
 def _progress(tcfg, start: int, info: D.DistInfo):
