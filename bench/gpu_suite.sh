@@ -7,31 +7,43 @@
 #   bench/gpu_prepare.sh                     here, before a device run: copies lego_official into
 #                                            .gpu/ and the missing wheels into .whl/ (both git-ignored)
 #
-# 1. lego at 800x800, model instant (lego_fast's model and sampler: whole rays, 2^18 samples per
-#    step): trains LEGO_MINUTES (default 3) on the 100 training views, PSNR on the official test
-#    views (lego_official: the papers' protocol; on a train-only folder every 8th view) at evenly
-#    spaced times, the grid's occupied fraction and samples per ray at each, and whole-image rays/s
-#    with and without early stop + block marching (bench/time_to_psnr.py). An 800x800 view takes
-#    640000 / render_rays_per_s seconds (target: 0.25 s).
-# 2. the training step (bench/profile_step.py, lego 200 px): samples/s, host reads and aten calls
-#    per step, eager fp32, bf16 MLPs, and torch.compile of the field.
-# 3. steps/s, GPU memory and data-wait fraction of short real train.py runs (bench/train_speed.py)
-#    for nerf (lego), instant (lego_fast), neus and neus_instant (dtu / dtu_fast, on lego when DTU
-#    is absent); a model that is not registered is reported as skipped.
+# Needs: python with torch, numpy, imageio, opencv, scikit-image, tensorboard, hydra-core,
+# omegaconf (and plyfile for meshes); it checks them first and names what is missing.
+# 1. lego_fast through train.py on lego_official (the papers' protocol: the 100 training views,
+#    PSNR / SSIM on the 25 official test views) for LEGO_MINUTES (default 5) of training time
+#    (trainer.max_minutes; evals excluded), the test split scored after 1 and 2 minutes
+#    (trainer.test_minutes) and at the end: JSON keys test_psnr / test_ssim, by minute.
+# 2. seconds per whole 800x800 view of that run (bench/render_speed.py: as shipped and dense).
+# 3. steps/s, samples/s, data-wait fraction and peak GPU memory of short train.py runs
+#    (bench/train_speed.py): nerf (lego), instant (lego_fast), neus and neus_instant (dtu /
+#    dtu_fast; lego when DTU is absent).
+# 4. the training step (bench/profile_step.py, lego 200 px): samples/s, host reads and aten calls
+#    per step, eager fp32, bf16 MLPs, then torch.compile of the field (last: it may take a while).
+# The JSON is rewritten after every part, so a run stopped early still leaves what it measured.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 PY=${PYTHON:-.venv/bin/python}
 OUT=${1:-gpu_suite.json}
-TMP=$(mktemp -d)
-trap 'rm -rf "$TMP"' EXIT
+TMP=${SUITE_TMP:-$(mktemp -d)}
+mkdir -p "$TMP"
+[[ -n "${SUITE_TMP:-}" ]] || trap 'rm -rf "$TMP"' EXIT
+
+"$PY" - <<'PYEOF'
+import importlib.util, sys
+need = ["torch", "numpy", "imageio", "cv2", "skimage", "tensorboard", "hydra", "omegaconf"]
+missing = [m for m in need if importlib.util.find_spec(m) is None]
+if missing:
+    sys.exit(f"gpu_suite: missing python packages: {', '.join(missing)} (bench/gpu_prepare.sh makes wheels)")
+PYEOF
 
 if [[ "${DRY_RUN:-0}" == "1" ]]; then
   DEVICE=cpu
   LEGO="$TMP/scene"
-  "$PY" -c "from nerflite.data.synthetic import generate; generate('blender', '$LEGO', views=9, size=16)"
+  [[ -d "$LEGO" ]] || "$PY" -c "from nerflite.data.synthetic import generate; generate('blender', '$LEGO', views=9, size=16)"
   DTU="$TMP/neus"
-  "$PY" -c "from nerflite.data.synthetic import generate; generate('neus', '$DTU', views=6, size=16)"
-  CURVE=(--minutes 0.05 --size 8 --evals 2 --eval-views 1 --threads 1)
+  [[ -d "$DTU" ]] || "$PY" -c "from nerflite.data.synthetic import generate; generate('neus', '$DTU', views=6, size=16)"
+  MINUTES=${LEGO_MINUTES:-0.1}
+  MARKS="[0.02,0.05]"
   STEP=(--size 8 --rays 64 --budget 4096 --warm 2 --steps 1 --tiny --threads 1)
   STEP_COMPILE=0
   STEPS=3
@@ -39,54 +51,89 @@ if [[ "${DRY_RUN:-0}" == "1" ]]; then
   NERF_TINY=(model.netdepth=2 model.netwidth=16 model.netdepth_fine=2 model.netwidth_fine=16 model.skips=[] model.n_samples=8 model.n_importance=8)
   INSTANT_TINY=(model.log2_table_size=12 model.max_resolution=64 model.grid_resolution=16 model.steps_per_diagonal=32)
   NEUS_TINY=(model.sdf_layers=2 model.sdf_width=16 model.sdf_skips=[] model.feature_dim=16 model.color_layers=1 model.color_width=16 model.n_samples=8 model.n_importance=8 model.up_sample_steps=1 model.n_outside=0 trainer.mesh_at_eval=false)
+  LEGO_RUN=("${TINY[@]}" "${INSTANT_TINY[@]}" model.sample_budget=4096 trainer.cpu_threads=1)
 else
   DEVICE=cuda
   LEGO=${LEGO:-.gpu/lego_official}
   [[ -d "$LEGO" ]] || LEGO=../shared/data/lego_official
   DTU=${DTU:-../shared/data/dtu_scan65}
-  CURVE=(--minutes "${LEGO_MINUTES:-3}" --size 800 --evals 3 --eval-views 8)
-  STEP=(--size 200 --warm 300 --steps 20)
+  MINUTES=${LEGO_MINUTES:-5}
+  MARKS="[1,2]"
+  STEP=(--size 200 --warm 150 --steps 10)
   STEP_COMPILE=1
   STEPS=${SPEED_STEPS:-200}
   TINY=(dataset.downscale=2)
-  NERF_TINY=() INSTANT_TINY=() NEUS_TINY=()
+  NERF_TINY=() INSTANT_TINY=() NEUS_TINY=() LEGO_RUN=()
 fi
 NEUS_DATA=$DTU
 [[ -d "$NEUS_DATA" ]] || NEUS_DATA=$LEGO
 
-echo "== lego instant, held-out PSNR against time ($DEVICE)" >&2
-"$PY" bench/time_to_psnr.py --data "$LEGO" --models instant --device "$DEVICE" --out "$TMP/curve" "${CURVE[@]}" \
-  | tail -n 1 > "$TMP/curve.json"
+assemble() {  # whatever parts exist so far -> $OUT
+  "$PY" - "$TMP" "$OUT" "$DEVICE" "$MINUTES" <<'PYEOF'
+import json, os, sys
+tmp, out_path, device, minutes = sys.argv[1:5]
+def load(name):
+    p = f"{tmp}/{name}.json"
+    try:
+        return json.load(open(p)) if os.path.exists(p) and os.path.getsize(p) else None
+    except ValueError:
+        return {"failed": open(p).read()[-400:]}
+out = {"device": device, "lego_fast_minutes": float(minutes)}
+try:
+    import torch
+    if torch.cuda.is_available():
+        out["gpu"] = torch.cuda.get_device_name(0)
+    out["torch"] = torch.__version__
+except Exception:
+    pass
+rows = load("lego_test_time")
+if rows:
+    out["test_psnr"] = {f"{r['minutes']:.2f}": round(r["psnr"], 3) for r in rows}
+    out["test_ssim"] = {f"{r['minutes']:.2f}": round(r["ssim"], 4) for r in rows}
+    out["test_steps"] = {f"{r['minutes']:.2f}": r["step"] for r in rows}
+for key, name in (("lego_fast_train", "lego_scalars"), ("render", "render"), ("speed", "speed")):
+    part = load(name)
+    if part is not None:
+        out[key] = part.get("runs", part) if key == "speed" else part
+step = {k: load(f"step_{k}") for k in ("eager", "bf16", "compile")}
+out["step"] = {k: v for k, v in step.items() if v is not None}
+open(out_path, "w").write(json.dumps(out, indent=1))
+print(json.dumps(out))
+PYEOF
+}
 
-echo "== the training step: eager, bf16, compiled ($DEVICE)" >&2
-"$PY" bench/profile_step.py --data "$LEGO" --device "$DEVICE" "${STEP[@]}" | tail -n 1 > "$TMP/step_eager.json"
-"$PY" bench/profile_step.py --data "$LEGO" --device "$DEVICE" "${STEP[@]}" --amp bf16 | tail -n 1 > "$TMP/step_bf16.json"
-if [[ "$STEP_COMPILE" == "1" ]]; then
-  "$PY" bench/profile_step.py --data "$LEGO" --device "$DEVICE" "${STEP[@]}" --compile | tail -n 1 \
-    > "$TMP/step_compile.json" || echo '{"failed": true}' > "$TMP/step_compile.json"
-else
-  echo '{"skipped": "dry run"}' > "$TMP/step_compile.json"
+echo "== 1. lego_fast through train.py, $MINUTES min of training, test split at $MARKS and the end ($DEVICE)" >&2
+"$PY" train.py experiment=lego_fast "dataset.path=$LEGO" "output_root=$TMP/runs" name=lego_fast \
+  "trainer.max_minutes=$MINUTES" "trainer.test_minutes=$MARKS" trainer.eval_every=0 \
+  trainer.ckpt_every=100000 trainer.progress=false trainer.final_eval_images=1 "${LEGO_RUN[@]}" >&2 \
+  || echo "gpu_suite: the lego_fast run failed" >&2
+RUN=$(ls -d "$TMP"/runs/lego_fast/*/ 2>/dev/null | tail -n 1 || true)
+if [[ -n "$RUN" && -f "$RUN/metrics_test_time.json" ]]; then
+  cp "$RUN/metrics_test_time.json" "$TMP/lego_test_time.json"
+  "$PY" bench/train_speed.py --scalars "$RUN" > "$TMP/lego_scalars.json" || true
+  assemble >/dev/null
+  echo "== 2. seconds per whole view ($DEVICE)" >&2
+  "$PY" bench/render_speed.py --run "$RUN" --views 4 --repeats 3 --device "$DEVICE" | tail -n 1 > "$TMP/render.json" || true
+  assemble >/dev/null
 fi
 
-echo "== steps/s, GPU memory, data wait ($DEVICE)" >&2
+echo "== 3. steps/s, samples/s, GPU memory, data wait ($DEVICE)" >&2
 "$PY" bench/train_speed.py --steps "$STEPS" --runs \
   "nerf=experiment=lego dataset.path=$LEGO ${TINY[*]} ${NERF_TINY[*]}" \
   "instant=experiment=lego_fast dataset.path=$LEGO ${TINY[*]} ${INSTANT_TINY[*]}" \
   "neus=experiment=dtu dataset.path=$NEUS_DATA ${TINY[*]} ${NEUS_TINY[*]}" \
   "neus_instant=experiment=dtu_fast model=neus_instant dataset.path=$NEUS_DATA ${TINY[*]}" \
-  | tail -n 1 > "$TMP/speed.json"
+  | tail -n 1 > "$TMP/speed.json" || true
+assemble >/dev/null
 
-"$PY" - "$TMP" "$OUT" "$DEVICE" <<'PYEOF'
-import json, sys
-tmp = sys.argv[1]
-load = lambda name: json.load(open(f"{tmp}/{name}.json"))  # noqa: E731
-curve, speed = load("curve"), load("speed")
-lego = curve["models"]["instant"]
-size = curve["size"]
-lego["render_s_per_view"] = round(size * size / lego["render_rays_per_s"], 4)
-lego["render_s_per_view_dense"] = round(size * size / lego["render_rays_per_s_dense"], 4)
-step = {k: load(f"step_{k}") for k in ("eager", "bf16", "compile")}
-out = {"device": sys.argv[3], "lego_instant": lego, "size": size, "step": step, "speed": speed["runs"]}
-open(sys.argv[2], "w").write(json.dumps(out, indent=1))
-print(json.dumps(out))
-PYEOF
+echo "== 4. the training step: eager, bf16, compiled ($DEVICE)" >&2
+"$PY" bench/profile_step.py --data "$LEGO" --device "$DEVICE" "${STEP[@]}" | tail -n 1 > "$TMP/step_eager.json" || true
+"$PY" bench/profile_step.py --data "$LEGO" --device "$DEVICE" "${STEP[@]}" --amp bf16 | tail -n 1 > "$TMP/step_bf16.json" || true
+assemble >/dev/null
+if [[ "$STEP_COMPILE" == "1" ]]; then
+  timeout "${COMPILE_TIMEOUT:-150}" "$PY" bench/profile_step.py --data "$LEGO" --device "$DEVICE" "${STEP[@]}" --compile \
+    | tail -n 1 > "$TMP/step_compile.json" || echo '{"failed": true}' > "$TMP/step_compile.json"
+else
+  echo '{"skipped": "dry run"}' > "$TMP/step_compile.json"
+fi
+assemble

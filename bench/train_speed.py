@@ -1,12 +1,15 @@
 """Steps per second, GPU memory and data-wait fraction of short real training runs (train.py's loop).
 
     python bench/train_speed.py --runs NAME=OVERRIDES ... [--steps N] [--out FILE]
+    python bench/train_speed.py --scalars RUN     the same figures of a finished run's last log line
 
 Each ``NAME=OVERRIDES`` is a label and a space-separated list of train.py overrides (e.g.
 ``instant="experiment=lego_fast dataset.path=DATA"``); models the config does not know (a label
 whose ``model=`` is not registered) are reported as skipped. Every run trains ``--steps`` steps with
-evals off and one log line at the end, then its TensorBoard scalars give ``perf/step_ms``,
-``perf/data_wait_frac`` and ``perf/gpu_mem_peak_mb`` (when on a GPU). Ends with one JSON line.
+evals and the test split off and two log lines (the figures are the second half's, past warm-up
+and first-step compilation), then its TensorBoard scalars give ``perf/step_ms``,
+``perf/samples_per_s`` (models that count their samples), ``perf/data_wait_frac`` and
+``perf/gpu_mem_peak_mb`` (when on a GPU). Ends with one JSON line.
 """
 
 from __future__ import annotations
@@ -43,12 +46,31 @@ def scalars(run_dir: Path) -> dict[str, float]:
     return {tag: acc.Scalars(tag)[-1].value for tag in acc.Tags()["scalars"]}
 
 
+def figures(s: dict[str, float]) -> dict:
+    """The figures of one run from its last logged scalars."""
+    out = {
+        "steps_per_s": round(1000.0 / s["perf/step_ms"], 3),
+        "rays_per_s": round(s["perf/rays_per_s"], 1),
+        "data_wait_frac": round(s["perf/data_wait_frac"], 4),
+        "gpu_mem_mb": s.get("perf/gpu_mem_peak_mb"),
+    }
+    for key, name in (("perf/samples_per_s", "samples_per_s"), ("train/samples_per_ray", "samples_per_ray"),
+                      ("train/occupied_frac", "occupied_frac"), ("train/rays_used", "rays_used")):
+        if key in s:
+            out[name] = round(s[key], 4)
+    return out
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--runs", nargs="+", required=True, help="NAME=OVERRIDES (space-separated overrides)")
+    ap.add_argument("--runs", nargs="+", default=[], help="NAME=OVERRIDES (space-separated overrides)")
+    ap.add_argument("--scalars", default=None, help="a finished run folder: print its last log line's figures")
     ap.add_argument("--steps", type=int, default=200, help="training steps per run")
     ap.add_argument("--out", default=None, help="also write the JSON here")
     args = ap.parse_args()
+    if args.scalars:
+        print(json.dumps(figures(scalars(Path(args.scalars)))))
+        return
     results = {}
     for spec in args.runs:
         name, _, overrides = spec.partition("=")
@@ -60,18 +82,15 @@ def main() -> None:
         with tempfile.TemporaryDirectory() as tmp:
             cfg = compose_config([
                 *overrides, f"output_root={tmp}", f"trainer.steps={args.steps}", "trainer.eval_every=0",
-                f"trainer.log_every={args.steps}", f"trainer.ckpt_every={10 * args.steps}",
-                "trainer.final_eval_images=1", "trainer.progress=false",
+                f"trainer.log_every={max(1, args.steps // 2)}", f"trainer.ckpt_every={10 * args.steps}",
+                "trainer.final_eval_images=1", "trainer.progress=false", "trainer.test_at_end=false",
             ])  # fmt: skip
             t0 = time.perf_counter()
             result = train(cfg)
             wall = time.perf_counter() - t0
             s = scalars(result.run_dir)
         results[name] = {
-            "steps_per_s": round(1000.0 / s["perf/step_ms"], 3),
-            "rays_per_s": round(s["perf/rays_per_s"], 1),
-            "data_wait_frac": round(s["perf/data_wait_frac"], 4),
-            "gpu_mem_mb": s.get("perf/gpu_mem_peak_mb"),
+            **figures(s),
             "final_psnr": round(result.eval.get("psnr", float("nan")), 3),
             "wall_s": round(wall, 1),
         }
