@@ -25,6 +25,7 @@ Failure
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import os
 import signal
@@ -76,6 +77,12 @@ def chunk_views(
     return sorted({views[perms[p // n][p % n]] for p in positions})
 
 
+@functools.lru_cache(maxsize=16)
+def _constant(values: tuple[float, ...], device: torch.device) -> Tensor:
+    """float32 ``values`` on ``device``, copied there once (a copy per batch would wait for the device)."""
+    return torch.tensor(values, dtype=torch.float32).to(device)
+
+
 def gather_batch(
     scene: Scene,
     pool: Pool,
@@ -97,21 +104,24 @@ def gather_batch(
     flat = pool.offsets.index_select(0, img) + y * pool.widths.index_select(0, img) + x  # [n]
     view = pool.ids.index_select(0, img)
     device = pool.pixels.device
-    if device.type != "cpu":
-        flat, view, y, x = torch.stack([flat, view, y, x]).to(device, non_blocking=True).unbind(0)
+    if device.type != "cpu":  # from pinned memory the copy is queued: the host never waits for the device
+        idx = torch.stack([flat, view, y, x])  # [4, n]
+        if device.type == "cuda":
+            idx = idx.pin_memory()
+        flat, view, y, x = idx.to(device, non_blocking=True).unbind(0)
     px = pool.pixel_words().index_select(0, flat).view(torch.uint8).view(-1, pool.pixels.shape[1])  # [n, c]
     rgb = px[:, :3].float().mul_(1.0 / 255.0)  # [n, 3]
     if px.shape[1] == 4:
         alpha = px[:, 3:].float().mul_(1.0 / 255.0)  # [n, 1]
-        bg = torch.tensor(scene.background, dtype=torch.float32).to(device)
+        bg = _constant(tuple(scene.background), device)  # [3]
         rgb = rgb * alpha + bg * (1.0 - alpha)
     batch = {"rgb": rgb, "indices": torch.stack([view, y, x], -1)}
     if pool.masks is not None:
         batch["mask"] = pool.masks.index_select(0, flat).float().unsqueeze(-1)  # [n, 1]
     rays = generate_rays(cameras, view, y, x, near=scene.near, far=scene.far)
     if scene.ndc:
-        rays = ndc_rays(rays, float(cameras.fx[0]), float(cameras.fy[0]), int(cameras.width[0]),
-                        int(cameras.height[0]))
+        host = scene.cameras  # the intrinsics as numbers from the CPU copy (no device read-back)
+        rays = ndc_rays(rays, float(host.fx[0]), float(host.fy[0]), int(host.width[0]), int(host.height[0]))
     if rays.origins.dtype != torch.float32:
         rays = rays._map(lambda t: t.float() if t.is_floating_point() else t)
     times = ViewTimes.of(scene, device) if times is None else times

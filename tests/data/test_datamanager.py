@@ -483,7 +483,7 @@ def test_config_is_a_structured_omegaconf_schema_and_bad_values_name_the_key(tmp
         assert dm.next_train(0)[1]["rgb"].shape == (32, 3)
     with pytest.raises(ValueError, match="chunk_reuse"):
         DataManager(tiny_scene(tmp_path / "b"), _cfg(chunk_reuse=0), "cpu")
-    with pytest.raises(ValueError, match="cache mode"):
+    with pytest.raises(ValueError, match="cache must be auto"):
         DataManager(tiny_scene(tmp_path / "c"), _cfg(cache="gpu"), "cpu")
 
 
@@ -547,3 +547,21 @@ def test_cache_auto_on_the_cpu_is_ram_and_says_so(tmp_path):
         dm.close()
     with pytest.raises(ValueError, match="cache must be auto"):
         DataManager(scene, _cfg(cache="gpu"), "cpu")
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a GPU")
+def test_device_cache_batches_are_queued_without_waiting_for_the_gpu(tmp_path):
+    """cache=device builds rays in the training process; a pageable copy there would make the host
+    wait for the previous step's GPU work at every batch (measured as 'data wait')."""
+    scene = tiny_scene(tmp_path)  # RGBA: the background is composited on the device
+    dm = DataManager(scene, _cfg(cache="device", workers=0), "cuda")
+    try:
+        dm.next_train(0)  # the stream's start (and the background's one copy)
+        torch.cuda.set_sync_debug_mode("error")
+        for k in range(1, 4):
+            rays, batch = dm.next_train(k)
+        torch.cuda.set_sync_debug_mode(0)
+        assert rays.origins.is_cuda and batch["rgb"].is_cuda
+    finally:
+        torch.cuda.set_sync_debug_mode(0)
+        dm.close()
