@@ -16,7 +16,8 @@
 # 2. seconds per whole 800x800 view of that run (bench/render_speed.py: as shipped and dense).
 # 3. steps/s, samples/s, data-wait fraction and peak GPU memory of short train.py runs
 #    (bench/train_speed.py): nerf (lego), instant (lego_fast), neus and neus_instant (dtu /
-#    dtu_fast; lego when DTU is absent).
+#    dtu_fast with DTU=path; else on lego with their blender presets), then where a lego_fast step
+#    waits for the GPU (bench/sync_points.py).
 # 4. the training step (bench/profile_step.py, lego 200 px): samples/s, host reads and aten calls
 #    per step, eager fp32, bf16 MLPs, then torch.compile of the field (last: it may take a while).
 # The JSON is rewritten after every part, so a run stopped early still leaves what it measured.
@@ -65,8 +66,11 @@ else
   TINY=(dataset.downscale=2)
   NERF_TINY=() INSTANT_TINY=() NEUS_TINY=() LEGO_RUN=()
 fi
-NEUS_DATA=$DTU
-[[ -d "$NEUS_DATA" ]] || NEUS_DATA=$LEGO
+if [[ -d "$DTU" ]]; then  # neus / neus_instant on DTU (its recipes), else on lego (their blender presets)
+  NEUS_RUN="experiment=dtu dataset.path=$DTU" NEUS_FAST_RUN="experiment=dtu_fast dataset.path=$DTU"
+else
+  NEUS_RUN="model=neus dataset.path=$LEGO" NEUS_FAST_RUN="model=neus_instant dataset.path=$LEGO"
+fi
 
 assemble() {  # whatever parts exist so far -> $OUT
   "$PY" - "$TMP" "$OUT" "$DEVICE" "$MINUTES" <<'PYEOF'
@@ -91,7 +95,7 @@ if rows:
     out["test_psnr"] = {f"{r['minutes']:.2f}": round(r["psnr"], 3) for r in rows}
     out["test_ssim"] = {f"{r['minutes']:.2f}": round(r["ssim"], 4) for r in rows}
     out["test_steps"] = {f"{r['minutes']:.2f}": r["step"] for r in rows}
-for key, name in (("lego_fast_train", "lego_scalars"), ("render", "render"), ("speed", "speed")):
+for key, name in (("lego_fast_train", "lego_scalars"), ("render", "render"), ("speed", "speed"), ("syncs", "syncs")):
     part = load(name)
     if part is not None:
         out[key] = part.get("runs", part) if key == "speed" else part
@@ -121,9 +125,12 @@ echo "== 3. steps/s, samples/s, GPU memory, data wait ($DEVICE)" >&2
 "$PY" bench/train_speed.py --steps "$STEPS" --runs \
   "nerf=experiment=lego dataset.path=$LEGO ${TINY[*]} ${NERF_TINY[*]}" \
   "instant=experiment=lego_fast dataset.path=$LEGO ${TINY[*]} ${INSTANT_TINY[*]}" \
-  "neus=experiment=dtu dataset.path=$NEUS_DATA ${TINY[*]} ${NEUS_TINY[*]}" \
-  "neus_instant=experiment=dtu_fast model=neus_instant dataset.path=$NEUS_DATA ${TINY[*]}" \
+  "neus=$NEUS_RUN ${TINY[*]} ${NEUS_TINY[*]}" \
+  "neus_instant=$NEUS_FAST_RUN ${TINY[*]}" \
   | tail -n 1 > "$TMP/speed.json" || true
+if [[ "$DEVICE" == "cuda" ]]; then
+  "$PY" bench/sync_points.py --steps 5 --warm 50 -- experiment=lego_fast "dataset.path=$LEGO" | tail -n 1 > "$TMP/syncs.json" || true
+fi
 assemble >/dev/null
 
 echo "== 4. the training step: eager, bf16, compiled ($DEVICE)" >&2

@@ -70,13 +70,14 @@ def main() -> None:
     model.grid.warmup_steps = min(model.grid.warmup_steps, args.warm // 2)  # a CPU makes few steps
     g = torch.Generator().manual_seed(0)
     model.train()
-    state = {"k": 0}
+    state = {"k": 0, "bad": torch.zeros((), device=device)}
 
     def step() -> dict:
         idx = torch.randint(0, len(rays), (args.rays,), generator=g).to(device)
         model.set_step(state["k"])
         out = model(rays[idx])
         loss = sum(model.losses(out, {"rgb": rgb[idx]}).values())
+        state["bad"] += ~torch.isfinite(loss.detach())  # non-finite losses, read once at the end
         opt.zero_grad(set_to_none=True)
         loss.backward()
         opt.step()
@@ -113,6 +114,8 @@ def main() -> None:
         "rays_used": round(statistics.median(float(o["rays_used"]) for o in outs)),
         "samples_per_ray": round(statistics.median(float(o["samples_per_ray"]) for o in outs), 2),
         "occupied_frac": round(float(outs[-1]["occupied_frac"]), 4),
+        "nonfinite_losses": int(state["bad"]),
+        "grid_nonfinite": int((~torch.isfinite(model.grid.values)).sum()),
         "samples_per_s": round(statistics.median(float(o["samples_per_step"]) for o in outs)
                                / statistics.median(walls)),
     }

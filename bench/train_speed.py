@@ -86,7 +86,12 @@ def main() -> None:
                 "trainer.final_eval_images=1", "trainer.progress=false", "trainer.test_at_end=false",
             ])  # fmt: skip
             t0 = time.perf_counter()
-            result = train(cfg)
+            try:
+                result = train(cfg)
+            except Exception as e:  # one model's failure must not lose the others' figures
+                results[name] = {"failed": f"{type(e).__name__}: {e}"[:300]}
+                print(f"{name:14s} failed: {results[name]['failed']}", file=sys.stderr)
+                continue
             wall = time.perf_counter() - t0
             s = scalars(result.run_dir)
         results[name] = {
