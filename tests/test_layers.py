@@ -73,7 +73,7 @@ def module_edges(path: Path, known: set[str]) -> set[str]:
     for node in ast.walk(ast.parse(path.read_text())):
         if isinstance(node, ast.Import):
             out.update(a.name for a in node.names if a.name.startswith("nerflite"))
-        elif isinstance(node, ast.ImportFrom) and node.module and node.level == 0 and node.module.startswith("nerflite"):
+        elif isinstance(node, ast.ImportFrom) and node.level == 0 and (node.module or "").startswith("nerflite"):
             subs = {f"{node.module}.{a.name}" for a in node.names} & known
             out.update(subs or {node.module})
     return out & known
