@@ -13,6 +13,7 @@ LAYERS = [
     ("nerflite.models", 3, {0, 1, 2, 3}),
     ("nerflite.engine", 4, {0, 1, 2, 3, 4}),
     ("nerflite.fields", 2, {0, 2}),
+    ("nerflite.raymath", 2, {0, 2}),  # sampling, occupancy, marching, compositing
     ("nerflite.viewer", 4, {0, 1, 2, 3, 4}),
     ("nerflite.view", 5, {0, 1, 2, 3, 4, 5}),
     ("nerflite.demo", 5, {0, 1, 2, 3, 4, 5}),
@@ -22,7 +23,7 @@ LAYERS = [
     ("nerflite.metrics", 0, {0}),
     ("nerflite.camera_paths", 0, {0}),
     ("nerflite.utils", 0, {0}),
-    ("nerflite", 2, {0, 2}),  # sampling, rendering, losses, mesh, geometry, ...
+    ("nerflite", 2, {0, 2}),  # rigid_body, mesh, geometry, ...
 ]
 
 
