@@ -6,8 +6,8 @@ from __future__ import annotations
 
 import torch
 
-from nerflite.marching import PackedSamples, march
 from nerflite.models.instant import InstantModel
+from nerflite.raymath.marching import PackedSamples, march
 
 
 class CutRaysModel(InstantModel):

@@ -10,7 +10,7 @@ from nerflite.fields.nerf_field import NeRFField
 from nerflite.models.base import render_rays_chunked
 from nerflite.models.dnerf import DNeRFConfig, DNeRFModel
 from nerflite.models.nerf import NeRFConfig, NeRFModel
-from nerflite.sampling import stratified_samples
+from nerflite.raymath.sampling import stratified_samples
 from tests.dynamic_helpers import dynamic_rays, without_time
 
 SMALL = dict(netdepth=3, netwidth=32, netdepth_fine=3, netwidth_fine=32, skips=[1], multires=4, multires_time=3,

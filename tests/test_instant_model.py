@@ -4,11 +4,11 @@ import dataclasses
 import pytest
 import torch
 
-from nerflite.contraction import contract
 from nerflite.fields.instant_field import spherical_harmonics_4, trunc_exp
 from nerflite.models.instant import InstantConfig, InstantModel
-from nerflite.occupancy import steps_to_cross
-from nerflite.packed_rendering import render_packed
+from nerflite.raymath.contraction import contract
+from nerflite.raymath.occupancy import steps_to_cross
+from nerflite.raymath.packed_rendering import render_packed
 from nerflite.rays import RayBundle
 
 TINY = dict(n_levels=4, log2_table_size=10, base_resolution=4, max_resolution=32, hidden=16, geo_features=7,

@@ -13,6 +13,7 @@ LAYERS = [
     ("nerflite.models", 3, {0, 1, 2, 3}),
     ("nerflite.engine", 4, {0, 1, 2, 3, 4}),
     ("nerflite.fields", 2, {0, 2}),
+    ("nerflite.raymath", 2, {0, 2}),  # sampling, occupancy, marching, compositing
     ("nerflite.viewer", 4, {0, 1, 2, 3, 4}),
     ("nerflite.view", 5, {0, 1, 2, 3, 4, 5}),
     ("nerflite.demo", 5, {0, 1, 2, 3, 4, 5}),
@@ -22,7 +23,7 @@ LAYERS = [
     ("nerflite.metrics", 0, {0}),
     ("nerflite.camera_paths", 0, {0}),
     ("nerflite.utils", 0, {0}),
-    ("nerflite", 2, {0, 2}),  # sampling, rendering, losses, mesh, geometry, ...
+    ("nerflite", 2, {0, 2}),  # rigid_body, mesh, geometry, ...
 ]
 
 
@@ -73,7 +74,7 @@ def module_edges(path: Path, known: set[str]) -> set[str]:
     for node in ast.walk(ast.parse(path.read_text())):
         if isinstance(node, ast.Import):
             out.update(a.name for a in node.names if a.name.startswith("nerflite"))
-        elif isinstance(node, ast.ImportFrom) and node.module and node.level == 0 and node.module.startswith("nerflite"):
+        elif isinstance(node, ast.ImportFrom) and node.level == 0 and (node.module or "").startswith("nerflite"):
             subs = {f"{node.module}.{a.name}" for a in node.names} & known
             out.update(subs or {node.module})
     return out & known

@@ -13,7 +13,7 @@ from nerflite.data.parsers import DatasetConfig, load_scene
 from nerflite.engine.setup import build_datamanager, build_model, build_scene
 from nerflite.metrics import psnr
 from nerflite.models.base import render_rays_chunked
-from nerflite.neus_rendering import near_far_from_sphere
+from nerflite.raymath.neus_rendering import near_far_from_sphere
 from nerflite.rays import RayBundle
 from tests.app.helpers import TINY_NEUS, TINY_NEUS_INSTANT, compose_config
 

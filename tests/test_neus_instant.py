@@ -10,9 +10,9 @@ import torch
 
 from nerflite.fields.hash_sdf_field import HashSDFField
 from nerflite.models.neus_instant import NeuSInstantConfig, NeuSInstantModel
-from nerflite.neus_rendering import near_far_from_sphere
+from nerflite.raymath.neus_rendering import near_far_from_sphere
+from nerflite.raymath.sdf_occupancy import cell_centers, lookup, occupancy_from_sdf, occupied_depths, shell_width
 from nerflite.rays import RayBundle
-from nerflite.sdf_occupancy import cell_centers, lookup, occupancy_from_sdf, occupied_depths, shell_width
 
 SMALL = dict(n_levels=6, log2_table_size=12, base_resolution=4, max_resolution=64)
 

@@ -19,9 +19,9 @@ import pytest
 import torch
 from torch import Tensor
 
-from nerflite.neus_rendering import alpha_from_sdf, background_depths, hierarchical_upsample
-from nerflite.rendering import alpha_from_density, composite, deltas, weights_from_alpha, weights_from_density
-from nerflite.sampling import sample_pdf, stratified_samples
+from nerflite.raymath.neus_rendering import alpha_from_sdf, background_depths, hierarchical_upsample
+from nerflite.raymath.rendering import alpha_from_density, composite, deltas, weights_from_alpha, weights_from_density
+from nerflite.raymath.sampling import sample_pdf, stratified_samples
 
 N_RAYS, N_SAMPLES = 6, 12
 DTYPE = torch.float64

@@ -1,7 +1,7 @@
 """The model interface that the trainer, the evaluator and render.py rely on, and nothing else.
 
 NeRF and NeuS both implement it. A model owns its fields and samplers; the math it uses (sampling,
-compositing) lives in pure functions in ``nerflite.sampling`` and ``nerflite.rendering``.
+compositing) lives in pure functions in ``nerflite.raymath.sampling`` and ``nerflite.raymath.rendering``.
 """
 
 from __future__ import annotations

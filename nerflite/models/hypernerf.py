@@ -39,8 +39,8 @@ from nerflite.fields.nerf_field import NeRFField
 from nerflite.models.base import Model, autocast, check_amp
 from nerflite.models.dynamic import per_sample, ray_times
 from nerflite.models.nerf import coarse_fine_losses, coarse_fine_metrics, render_samples
+from nerflite.raymath.sampling import merge_samples, midpoints, sample_pdf, stratified_samples
 from nerflite.rays import RayBundle
-from nerflite.sampling import merge_samples, midpoints, sample_pdf, stratified_samples
 
 
 @dataclass

@@ -5,13 +5,13 @@ Per batch of rays (``RayBundle``):
 1. Training only: the first forward of every ``grid_update_every``-th step refreshes the
    occupancy grid from the field's own density (occupancy value = sigma * step size); evaluation,
    ``set_step`` and ``load_state`` never change the grid.
-2. ``nerflite.marching``: intervals of ``step_size`` (or growing with ``cone_angle``) in occupied
+2. ``nerflite.raymath.marching``: intervals of ``step_size`` (or growing with ``cone_angle``) in occupied
    cells, packed in ray order. No ray is cut short. In training with ``sample_budget`` > 0 the
    step has exactly that many sample slots: whole rays are taken in batch order while their
    samples fit, the rest are left out of the loss and the metrics (``ray_mask``), and the number
    of rays marched follows the previous step's samples per ray, so the samples per step track the
    budget as the grid carves out empty space (nerfacc adapts its ray count for the same reason).
-   The previous step's count is read one step late (``nerflite.readback``): the step never waits.
+   The previous step's count is read one step late (``nerflite.raymath.readback``): the step never waits.
 3. ``InstantField`` at the interval midpoints -> sigma, rgb; ``render_packed`` -> ``rgb``,
    ``depth``, ``accumulation``, with the scene's background composited behind.
 4. Whole images (eval mode): ``render_until_opaque`` marches in segments, stops each ray once its
@@ -24,7 +24,7 @@ Scene space (``scene_mode``):
 * ``ndc`` (forward-facing LLFF with ``dataset.ndc=true``): rays are already in NDC, the box is the
   NDC cube [-1.5, 1.5] x [-1.5, 1.5] x [-1, 1] (x, y reach a little beyond +-1 at the image rims).
 * ``unbounded`` (360 captures): points are centred on the bounding sphere, scaled by its radius and
-  contracted (``nerflite.contraction``) into [-2, 2]^3, the box of the field and the grid; marching
+  contracted (``nerflite.raymath.contraction``) into [-2, 2]^3, the box of the field and the grid; marching
   goes to the scene's far bound with a cone-angle step.
 ``auto`` picks ``ndc`` for NDC scenes, else ``bounded``.
 """
@@ -38,15 +38,15 @@ from dataclasses import dataclass, field
 import torch
 from torch import Tensor
 
-from nerflite.contraction import contract
 from nerflite.fields.batching import chunked_apply
 from nerflite.fields.instant_field import InstantField
-from nerflite.marching import PackedSamples, march, rays_for_budget, render_until_opaque
 from nerflite.models.base import Model, autocast, check_amp
-from nerflite.occupancy import OccupancyGrid, steps_to_cross
-from nerflite.packed_rendering import render_packed
+from nerflite.raymath.contraction import contract
+from nerflite.raymath.marching import PackedSamples, march, rays_for_budget, render_until_opaque
+from nerflite.raymath.occupancy import OccupancyGrid, steps_to_cross
+from nerflite.raymath.packed_rendering import render_packed
+from nerflite.raymath.readback import LaggedRead
 from nerflite.rays import RayBundle
-from nerflite.readback import LaggedRead
 
 SCENE_MODES = ("auto", "bounded", "ndc", "unbounded")
 

@@ -31,8 +31,7 @@ from nerflite.fields.batching import chunked_apply
 from nerflite.fields.nerf_field import NeRFField
 from nerflite.metrics import psnr
 from nerflite.models.base import Model, autocast, check_amp
-from nerflite.rays import RayBundle
-from nerflite.rendering import (
+from nerflite.raymath.rendering import (
     accumulation,
     blend_background,
     composite,
@@ -41,7 +40,8 @@ from nerflite.rendering import (
     disparity,
     weights_from_density,
 )
-from nerflite.sampling import merge_samples, midpoints, sample_pdf, stratified_samples
+from nerflite.raymath.sampling import merge_samples, midpoints, sample_pdf, stratified_samples
+from nerflite.rays import RayBundle
 
 
 def render_samples(sigma: Tensor, rgb: Tensor, t: Tensor, background: Tensor | None) -> dict[str, Tensor]:

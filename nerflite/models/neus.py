@@ -38,16 +38,16 @@ from nerflite.fields.nerf_field import NeRFField
 from nerflite.fields.sdf_field import ColorField, SDFField, SingleVariance
 from nerflite.models.base import Model, autocast, check_amp
 from nerflite.models.sdf_common import SDFCommon
-from nerflite.neus_rendering import (
+from nerflite.raymath.neus_rendering import (
     alpha_from_sdf,
     background_depths,
     hierarchical_upsample,
     inverse_sphere,
     near_far_from_sphere,
 )
+from nerflite.raymath.rendering import accumulation, blend_background, composite, composite_depth, weights_from_alpha
+from nerflite.raymath.sampling import stratified_samples
 from nerflite.rays import RayBundle
-from nerflite.rendering import accumulation, blend_background, composite, composite_depth, weights_from_alpha
-from nerflite.sampling import stratified_samples
 
 
 @dataclass

@@ -5,7 +5,7 @@ Per batch of rays, in the unit-sphere frame (as NeuSModel):
 
 1. ``[near, far]`` around the sphere; ``n_samples`` stratified depths over the whole interval
    plus ``n_importance`` depths inside the cells of an occupancy grid derived from the SDF
-   (``nerflite.sdf_occupancy``: occupied where |sdf| is within a shell of a cell diagonal plus
+   (``nerflite.raymath.sdf_occupancy``: occupied where |sdf| is within a shell of a cell diagonal plus
    ``occ_shell / inv_s``), merged in order. No SDF queries and no up-sampling rounds: a grid
    lookup per candidate bin. Every ray has ``n_samples + n_importance`` depths, so the step's shapes
    are fixed and nothing is read back to the host.
@@ -37,11 +37,11 @@ from nerflite.fields.sdf_field import ColorField, SingleVariance
 from nerflite.models.base import Model, autocast, check_amp
 from nerflite.models.neus import lr_factor
 from nerflite.models.sdf_common import SDFCommon
-from nerflite.neus_rendering import alpha_from_sdf, near_far_from_sphere
+from nerflite.raymath.neus_rendering import alpha_from_sdf, near_far_from_sphere
+from nerflite.raymath.rendering import accumulation, blend_background, composite, composite_depth, weights_from_alpha
+from nerflite.raymath.sampling import merge_samples, stratified_samples
+from nerflite.raymath.sdf_occupancy import cell_centers, occupancy_from_sdf, occupied_depths
 from nerflite.rays import RayBundle
-from nerflite.rendering import accumulation, blend_background, composite, composite_depth, weights_from_alpha
-from nerflite.sampling import merge_samples, stratified_samples
-from nerflite.sdf_occupancy import cell_centers, occupancy_from_sdf, occupied_depths
 
 
 @dataclass
@@ -153,7 +153,7 @@ class NeuSInstantModel(SDFCommon, Model):
 
     @torch.no_grad()
     def update_occupancy(self) -> None:
-        """Recompute the occupancy grid from the SDF at the cell centres (``nerflite.sdf_occupancy``)."""
+        """Recompute the occupancy grid from the SDF at the cell centres (``nerflite.raymath.sdf_occupancy``)."""
         r = self.cfg.occ_resolution
         centers = cell_centers(r, device=self.occupancy.device)  # [r^3, 3]
         sdf = chunked_apply(self.sdf_field.sdf, centers, netchunk=self.cfg.netchunk)[:, 0]  # [r^3]

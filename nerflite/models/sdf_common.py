@@ -17,7 +17,7 @@ from torch import Tensor
 
 from nerflite.fields.batching import chunked_apply
 from nerflite.metrics import psnr
-from nerflite.neus_rendering import eikonal_loss
+from nerflite.raymath.neus_rendering import eikonal_loss
 
 
 class SDFCommon:

@@ -7,7 +7,7 @@ import math
 import pytest
 import torch
 
-from nerflite.neus_rendering import (
+from nerflite.raymath.neus_rendering import (
     alpha_from_sdf,
     background_depths,
     eikonal_loss,
@@ -15,8 +15,8 @@ from nerflite.neus_rendering import (
     inverse_sphere,
     near_far_from_sphere,
 )
-from nerflite.rendering import weights_from_alpha
-from nerflite.sampling import stratified_samples
+from nerflite.raymath.rendering import weights_from_alpha
+from nerflite.raymath.sampling import stratified_samples
 
 RADIUS = 0.5
 

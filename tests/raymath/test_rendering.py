@@ -3,7 +3,7 @@ import math
 import pytest
 import torch
 
-from nerflite.rendering import (
+from nerflite.raymath.rendering import (
     accumulation,
     alpha_from_density,
     blend_background,

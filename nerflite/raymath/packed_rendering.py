@@ -1,6 +1,6 @@
 """Volume rendering of packed samples: all rays' samples in one flat array, as pure functions.
 
-The dense renderer (``nerflite.rendering``) works on [n, s] grids of samples; an occupancy-grid
+The dense renderer (``nerflite.raymath.rendering``) works on [n, s] grids of samples; an occupancy-grid
 marcher gives every ray a different number of samples, so here sample i belongs to ray
 ``ray_indices[i]`` (int64, sorted, so each ray's samples are contiguous and in marching order) and
 covers the interval [t_starts[i], t_ends[i]]. With ``tau_i = sigma_i (t_end_i - t_start_i)``:

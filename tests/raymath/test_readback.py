@@ -4,7 +4,7 @@ import pytest
 import torch
 
 from nerflite.models.instant import InstantConfig, InstantModel
-from nerflite.readback import LaggedRead
+from nerflite.raymath.readback import LaggedRead
 from tests.test_instant_model import TINY, bundle
 
 

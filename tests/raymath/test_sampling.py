@@ -1,7 +1,7 @@
 import pytest
 import torch
 
-from nerflite.sampling import merge_samples, midpoints, sample_pdf, stratified_samples
+from nerflite.raymath.sampling import merge_samples, midpoints, sample_pdf, stratified_samples
 
 
 def test_stratified_even_in_depth_and_in_disparity():

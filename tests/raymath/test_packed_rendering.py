@@ -1,13 +1,13 @@
 import torch
 
-from nerflite.packed_rendering import (
+from nerflite.raymath.packed_rendering import (
     accumulate_along_rays,
     exclusive_segment_cumsum,
     ray_first_sample,
     render_packed,
     weights_from_density_packed,
 )
-from nerflite.rendering import accumulation, blend_background, composite, composite_depth, weights_from_density
+from nerflite.raymath.rendering import accumulation, blend_background, composite, composite_depth, weights_from_density
 
 
 def dense_and_packed(n=37, s=24, seed=0):

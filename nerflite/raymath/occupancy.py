@@ -8,7 +8,7 @@ points of the cell: density * step for NeRF, an SDF-derived opacity for NeuS) an
 steps: during ``warmup_steps`` every cell is sampled, later a random quarter of the cells plus
 as many cells drawn from the occupied ones; a sampled cell becomes max(value * decay, occ_fn(x)).
 
-Marching (``nerflite.marching``): candidate intervals of ``step_size`` (or growing with
+Marching (``nerflite.raymath.marching``): candidate intervals of ``step_size`` (or growing with
 ``cone_angle``) from where the ray enters the outermost box to where it leaves it (clipped to
 [near, far]), ``max_steps`` per ray, kept where ``occupied`` says their midpoint is; packed in ray
 order, exactly or into a fixed budget of slots that takes whole rays only.
@@ -28,7 +28,7 @@ from collections.abc import Callable
 import torch
 from torch import Tensor, nn
 
-from nerflite.marching import Coarse, PackedSamples, march, ray_aabb
+from nerflite.raymath.marching import Coarse, PackedSamples, march, ray_aabb
 
 
 class OccupancyGrid(nn.Module):
@@ -92,7 +92,7 @@ class OccupancyGrid(nn.Module):
         """bool [m]: a cell next to (or at) the point's cell, clamped into the grid, is occupied.
 
         True for every point within one cell (per axis) of an occupied cell: the conservative block
-        test of ``nerflite.marching.candidates`` (one cascade). The dilated bitfield is rebuilt
+        test of ``nerflite.raymath.marching.candidates`` (one cascade). The dilated bitfield is rebuilt
         whenever the bitfield changes (an update, a loaded checkpoint)."""
         version = (self.bitfield.data_ptr(), self.bitfield._version)  # changes on update, load and move
         if self._dilated is None or self._dilated_version != version:
@@ -166,7 +166,7 @@ class OccupancyGrid(nn.Module):
         skip_empty: bool = True,
     ) -> PackedSamples:
         """Packed samples in occupied cells along rays (origins, directions [n, 3], near, far [n, 1])
-        from where each ray enters the outermost box to where it leaves it (``nerflite.marching.march``;
+        from where each ray enters the outermost box to where it leaves it (``nerflite.raymath.marching.march``;
         ``budget`` > 0 keeps whole rays only; ``skip_empty`` tests blocks of steps first, ``coarse``)."""
         t0, t1 = self.ray_interval(origins, directions, near, far)
         if perturb:

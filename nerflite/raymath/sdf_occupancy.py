@@ -25,7 +25,7 @@ import math
 import torch
 from torch import Tensor
 
-from nerflite.sampling import sample_pdf
+from nerflite.raymath.sampling import sample_pdf
 
 
 def cell_centers(res: int, device=None) -> Tensor:

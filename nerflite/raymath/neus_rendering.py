@@ -34,8 +34,8 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from nerflite.rendering import weights_from_alpha
-from nerflite.sampling import sample_pdf
+from nerflite.raymath.rendering import weights_from_alpha
+from nerflite.raymath.sampling import sample_pdf
 
 
 def near_far_from_sphere(origins: Tensor, directions: Tensor, radius: float = 1.0) -> tuple[Tensor, Tensor]:

@@ -1,8 +1,8 @@
 import pytest
 import torch
 
-from nerflite.marching import marching_steps, pack_whole_rays, ray_aabb, rays_for_budget
-from nerflite.occupancy import OccupancyGrid, steps_to_cross
+from nerflite.raymath.marching import marching_steps, pack_whole_rays, ray_aabb, rays_for_budget
+from nerflite.raymath.occupancy import OccupancyGrid, steps_to_cross
 
 
 def cube_occ(points):  # 1 inside the cube [-0.25, 0.25]^3 (aligned with the cells of a 16^3 grid on [-1, 1]^3)

@@ -4,7 +4,7 @@ Candidate intervals along each ray start at ``t0`` [n] and have length ``step_si
 ``cone_angle`` > 0 the length grows as max(step_size, cone_angle * t), as for unbounded scenes);
 a candidate is kept when it ends before ``t1`` [n] and ``occupied_fn`` (any callable points
 [m, 3] -> bool [m]) says its midpoint is occupied. Kept samples are packed in ray order
-(``nerflite.packed_rendering``: sample i belongs to ray ``ray_indices[i]``).
+(``nerflite.raymath.packed_rendering``: sample i belongs to ray ``ray_indices[i]``).
 
 No ray is ever cut short. Two ways to pack:
 
@@ -30,7 +30,7 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor
 
-from nerflite.packed_rendering import accumulate_along_rays, weights_from_density_packed
+from nerflite.raymath.packed_rendering import accumulate_along_rays, weights_from_density_packed
 
 OccupiedFn = Callable[[Tensor], Tensor]  # points [m, 3] -> bool [m]
 Coarse = tuple[OccupiedFn, int]  # (conservative test of a block's midpoint, steps per block)
