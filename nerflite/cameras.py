@@ -223,16 +223,23 @@ def generate_rays(
     directions = d_world / torch.linalg.norm(d_world, dim=-1, keepdim=True)
     origins = c2w[:, :, 3]  # [n, 3]
     n = origins.shape[0]
-    near_t = torch.as_tensor(near, dtype=origins.dtype, device=origins.device).expand(n).reshape(n, 1)
-    far_t = torch.as_tensor(far, dtype=origins.dtype, device=origins.device).expand(n).reshape(n, 1)
     return RayBundle(
         origins=origins,
         directions=directions,
         viewdirs=directions,
-        near=near_t.clone(),
-        far=far_t.clone(),
+        near=_bound_column(near, origins),
+        far=_bound_column(far, origins),
         camera_indices=cam_idx.reshape(n, 1),
     )
+
+
+def _bound_column(value: float | Tensor, like: Tensor) -> Tensor:
+    """near / far as [n, 1] beside ``like`` [n, 3]. A number is filled in on the device (a copy of it
+    from the host would wait for the device's queued work: one sync per training batch)."""
+    n = like.shape[0]
+    if isinstance(value, Tensor):
+        return value.to(device=like.device, dtype=like.dtype).expand(n).reshape(n, 1).clone()
+    return torch.full((n, 1), float(value), dtype=like.dtype, device=like.device)
 
 
 def project(cameras: Cameras, cam_idx: Tensor, points: Tensor) -> tuple[Tensor, Tensor]:
