@@ -59,3 +59,28 @@ def test_neus_step_on_a_masked_colmap_folder(tmp_path):
         assert torch.isfinite(loss)
     finally:
         dm.close()
+
+
+def test_the_fast_models_train_a_step_on_a_colmap_capture_with_their_presets(tmp_path):
+    """conf/preset/colmap_instant.yaml (unbounded: contracted 360 scene, whole rays in a sample
+    budget) and colmap_neus_instant.yaml: a real capture with the fast models composes and learns."""
+    from tests.app.helpers import TINY_INSTANT, TINY_NEUS_INSTANT
+
+    data = make_colmap(tmp_path / "data", views=8, size=24, lenses=("opencv",)).root
+    for model, tiny in (("instant", TINY_INSTANT[1:]), ("neus_instant", TINY_NEUS_INSTANT)):
+        cfg = compose_config(["dataset=colmap", f"model={model}", f"dataset.path={data}", "datamanager.workers=0",
+                              "datamanager.rays_per_batch=32", *tiny])
+        assert cfg.name == f"colmap_{model}"
+        if model == "instant":
+            assert cfg.model.scene_mode == "unbounded" and cfg.model.sample_budget == 262144
+        scene = build_scene(cfg.dataset)
+        net = build_model(cfg.model, scene)
+        dm = build_datamanager(cfg, scene, torch.device("cpu"))
+        try:
+            rays, batch = dm.next_train(0)
+            net.set_step(0)
+            loss = sum(net.losses(net(rays), batch).values())
+            loss.backward()
+            assert torch.isfinite(loss)
+        finally:
+            dm.close()
