@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import functools
 import os
+import re
 import sys
 from collections.abc import Callable
 
@@ -106,11 +107,23 @@ def error_line(e: BaseException) -> str:
     return f"{type(e).__name__}: {one_line(str(e))} (unexpected; {DEBUG_ENV}=1 shows the traceback)"
 
 
+_NEEDS_TIME = "dynamic models need a time per frame (dataset=dnerf, nerfies, or transforms.json with time)"
+_STATIC = "NeuS reconstructs a static surface: a dynamic capture needs model=dnerf, hypernerf or dynamic_instant"
+PAIR_HINT = {"dnerf": _NEEDS_TIME, "hypernerf": _NEEDS_TIME, "dynamic_instant": _NEEDS_TIME,
+             "neus": _STATIC, "neus_instant": _STATIC}  # why a model has no preset for some datasets
+_MODELS = "nerf|neus|instant|neus_instant|dnerf|hypernerf|dynamic_instant"
+
+
 def _hydra_line(e) -> str:
     """Hydra's first line, then the OmegaConf cause, then Hydra's further advice in parentheses."""
     from omegaconf.errors import OmegaConfBaseException
 
     text = str(e).split("\nConfig search path:")[0]
+    missing = re.search(rf"Could not find 'preset/(\w+?)_({_MODELS})'", text)
+    if missing:  # a dataset x model pair with no preset: a model that does not train on that data
+        data, model = missing.groups()
+        return (f"model={model} does not train on dataset={data} (no conf/preset/{data}_{model}.yaml): "
+                f"{PAIR_HINT.get(model, 'pick another model for this dataset')}")
     if getattr(e, "override", None):  # a command-line override that does not parse
         text = f"bad override {e.override!r}: {text}"
     first, _, rest = text.partition("\n")

@@ -46,3 +46,14 @@ def test_the_argparse_tools_end_a_bad_command_line_in_one_line(module, argv, say
     assert done.value.code == 1
     err = capsys.readouterr().err.splitlines()
     assert len(err) == 1 and err[0].startswith(says), err
+
+
+@pytest.mark.parametrize("dataset, model, why", [
+    ("colmap", "dnerf", "dynamic models need a time per frame"),
+    ("llff", "dynamic_instant", "dynamic models need a time per frame"),
+    ("nerfies", "neus", "NeuS reconstructs a static surface"),
+])
+def test_a_model_that_does_not_train_on_the_dataset_says_so_in_one_line(dataset, model, why):
+    line = error_line(run_cli("train.py", f"dataset={dataset}", f"model={model}"))
+    assert line.startswith(f"error: model={model} does not train on dataset={dataset} "
+                           f"(no conf/preset/{dataset}_{model}.yaml): {why}"), line
