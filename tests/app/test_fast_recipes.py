@@ -26,6 +26,7 @@ the masked one (the object) is the one that says NeuS learned a surface.
 from __future__ import annotations
 
 import pytest
+from omegaconf import OmegaConf
 
 from nerflite.engine.trainer import train
 from tests.app.helpers import compose_config
@@ -33,6 +34,11 @@ from tests.app.helpers import compose_config
 BOOKKEEPING = [  # where the run goes and what it reports; nothing here changes what it learns
     "trainer.eval_every=0", "trainer.ckpt_every=100000", "trainer.progress=false", "trainer.final_eval_images=1",
 ]
+
+CHANGED = {  # the only keys a proxy may change: size, device, steps and the bookkeeping above
+    "dataset": {"path", "downscale"},
+    "trainer": {"device", "steps", "eval_every", "ckpt_every", "progress", "final_eval_images"},
+}
 
 RECIPES = {  # experiment: (shared dataset, downscale, steps, {metric: bar in dB})
     "lego_fast": ("lego", 8, 200, {"psnr": 22.0}),
@@ -50,6 +56,11 @@ def test_the_fast_recipe_learns_at_cpu_size(experiment, shared_data, tmp_path):
         f"experiment={experiment}", f"dataset.path={shared_data(data)}", f"dataset.downscale={downscale}",
         "trainer.device=cpu", f"trainer.steps={steps}", f"output_root={tmp_path}", *BOOKKEEPING,
     ])  # fmt: skip
+    recipe = compose_config([f"experiment={experiment}"])
+    for section in ("dataset", "model", "datamanager", "trainer"):  # the recipe itself: model, sampler, schedule
+        ours, theirs = (OmegaConf.to_container(c[section]) for c in (cfg, recipe))
+        changed = {k for k in ours.keys() | theirs.keys() if ours.get(k) != theirs.get(k)}
+        assert changed <= CHANGED.get(section, set()), (section, changed)
     result = train(cfg)
     assert result.step == steps and result.test, "the run must score its test split"
     got = ", ".join(f"{k} {result.test.get(k, float('nan')):.2f} dB" for k in bars)
