@@ -7,6 +7,7 @@ import os
 from pathlib import Path
 
 import pytest
+import torch
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -26,3 +27,12 @@ def shared_data():
         return path
 
     return get
+
+
+@pytest.fixture
+def one_thread():
+    """One intra-op thread: tiny models are faster without it, and a shared CI box stays responsive."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)

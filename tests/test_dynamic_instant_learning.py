@@ -35,14 +35,6 @@ FIELD = dict(n_levels=6, log2_table_size=12, base_resolution=4, max_resolution=6
 DEFORM = dict(deform_depth=2, deform_width=32)
 
 
-@pytest.fixture
-def one_thread():
-    """One intra-op thread: tiny models are faster without it, and a shared CPU stays responsive."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
-
 
 def _adam(model):
     return torch.optim.Adam(model.optimizer_groups(1e-2), eps=1e-15, betas=(0.9, 0.99))

@@ -34,14 +34,6 @@ def scenes(tmp_path_factory):
     return get
 
 
-@pytest.fixture
-def one_thread():
-    """One intra-op thread: small models are faster without it on a busy machine."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
-
 
 def unit_frame_samples(scene, n_per_view: int = 200, n_samples: int = 64):
     """NeuS's stratified samples (in its unit-sphere frame) on random rays of every view."""

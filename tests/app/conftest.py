@@ -27,14 +27,6 @@ def tiny_scene(tmp_path_factory):
     return get
 
 
-@pytest.fixture
-def one_thread():
-    """One intra-op thread: tiny models are faster without it, and a shared CI box stays responsive."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
-
 
 @pytest.fixture
 def tiny_cfg(tiny_scene, tmp_path, one_thread):

@@ -198,10 +198,3 @@ def test_the_synthetic_config_group_generates_a_moving_scene(tmp_path):
     scene = build_scene(cfg.dataset)
     assert scene.format == "nerfies" and scene.is_dynamic and len(scene) == 4
 
-
-@pytest.fixture
-def one_thread():
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
