@@ -27,7 +27,6 @@ def tiny_scene(tmp_path_factory):
     return get
 
 
-
 @pytest.fixture
 def tiny_cfg(tiny_scene, tmp_path, one_thread):
     """The default config (synthetic scene, NeRF) shrunk to a few seconds, writing under tmp_path."""
